@@ -1,0 +1,102 @@
+"""Spec files: every example validates, every broken file fails with file:line and field."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SPECS
+from workbench.spec import Spec
+from workbench.specfile import SpecError, load_spec
+
+BROKEN = sorted(p for p in (Path(__file__).parent / "broken").glob("*.yaml") if not p.name.startswith("_"))
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_example_specs_validate(path):
+    spec = load_spec(path)
+    assert spec.name == path.stem
+    assert Spec.model_validate(spec.model_dump()) == spec  # resolved specs round-trip
+
+
+def _expectation(path: Path) -> tuple[int, str, str]:
+    line, field, text = re.match(r"# expect: (\d+) (\S+) (.+)", path.read_text().splitlines()[0]).groups()
+    return int(line), field, text
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.name)
+def test_broken_specs_name_file_line_and_field(path):
+    line, field, text = _expectation(path)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    issue = info.value.issues[0]
+    assert (issue.file, issue.line) == (str(path), line)
+    if field != "-":
+        assert issue.field == field
+    assert text in issue.message
+    assert str(issue).startswith(f"{path}:{line}: ")
+
+
+def test_every_error_is_reported_at_once(tmp_path):
+    bad = tmp_path / "many.yaml"
+    bad.write_text("name: many\nmodel:\n  depth: x\n  width: 64\n  heads: 4\n  context: 32\n"
+                   "  colour: red\ntrain: {budget: {steps: 1}, batch_tokens: 64, lr: -1}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(bad)
+    found = {(i.line, i.field) for i in info.value.issues}
+    assert found == {(3, "model.depth"), (7, "model.colour"), (8, "train.lr")}
+
+
+def test_extends_overrides_and_keeps_base_lines(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: base\nmodel: {depth: 2, width: 64, heads: 4, context: 32}\n"
+                                        "train: {budget: {steps: 1}, batch_tokens: 64}\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nname: child\nmodel: {depth: 3}\n"
+                                         "train: {batch_tokens: 48}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(tmp_path / "child.yaml")
+    [issue] = info.value.issues
+    assert (Path(issue.file).name, issue.line, issue.field) == ("child.yaml", 4, "train.batch_tokens")
+    spec = load_spec(tmp_path / "child.yaml", {"train.batch_tokens": 64})
+    assert (spec.model.depth, spec.model.width, spec.name) == (3, 64, "child")
+
+
+def test_yaml_exponent_floats_and_data_paths(tmp_path):
+    (tmp_path / "s.yaml").write_text("name: s\nmodel: {depth: 1, width: 32, heads: 2, context: 16}\n"
+                                     "data: {source: files, paths: [corpus/*.txt]}\n"
+                                     "train: {budget: {tokens: 2e6}, batch_tokens: 32, lr: 1e-3}\n")
+    spec = load_spec(tmp_path / "s.yaml")
+    assert spec.train.budget.tokens == 2_000_000 and spec.train.lr == 1e-3
+    assert spec.data.paths == [str(tmp_path / "corpus" / "*.txt")]
+
+
+def test_digest_ignores_names_but_not_architecture():
+    a = load_spec(ROOT / "specs" / "quickstart.yaml")
+    b = a.model_copy(update={"name": "other"})
+    c = load_spec(ROOT / "specs" / "quickstart.yaml", {"model.depth": 3})
+    assert a.digest() == b.digest() != c.digest()
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "workbench", *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT)
+
+
+def test_cli_validate_reports_all_files_without_traceback():
+    broken = Path(__file__).parent / "broken"
+    result = _cli("validate", ROOT / "specs" / "quickstart.yaml", broken / "unknown-key.yaml",
+                  broken / "yaml-syntax.yaml")
+    assert result.returncode == 1
+    assert "ok  " in result.stdout and "Traceback" not in result.stderr
+    assert "unknown-key.yaml:6: model.dropoot: unknown field" in result.stderr
+    assert "yaml-syntax.yaml:6: YAML syntax error" in result.stderr
+
+
+def test_cli_schema_is_json_schema_with_field_docs():
+    result = _cli("schema")
+    schema = json.loads(result.stdout)
+    assert "model" in schema["properties"]
+    depth = schema["$defs"]["ModelSpec"]["properties"]["depth"]
+    assert depth["description"] == "Number of transformer blocks."

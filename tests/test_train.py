@@ -1,0 +1,138 @@
+"""Real training of tiny models: honest numbers, run folders, failure statuses."""
+
+import json
+import math
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+import torch
+
+from conftest import ROOT
+from workbench.record import read_record, read_run_spec
+from workbench.spec import ScheduleSpec, Spec
+from workbench.specfile import load_spec
+from workbench.train import Pruned, eval_windows, lr_factor, train
+
+
+def tiny_spec(**over) -> Spec:
+    spec = {"name": "tiny", "model": {"depth": 1, "width": 32, "heads": 2, "context": 32},
+            "data": {"source": "python-stdlib", "max_bytes": 300_000},
+            "train": {"budget": {"steps": 6}, "batch_tokens": 256, "eval_bytes": 4096}}
+    for dotted, value in over.items():
+        node = spec
+        *path, last = dotted.split(".")
+        for key in path:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return Spec.model_validate(spec)
+
+
+def test_quickstart_model_learns_the_default_corpus(tmp_path):
+    """2 layers, width 128, about 200k tokens of the standard library on CPU: val bits per byte
+    ends far below the corpus's unigram byte entropy (what a model ignoring context gets)."""
+    spec = load_spec(ROOT / "specs" / "quickstart.yaml")
+    assert (spec.model.depth, spec.model.width) == (2, 128)
+    record = train(spec, tmp_path / "run")
+    from workbench.data import eval_documents, load_corpus
+    text = "".join(eval_documents(load_corpus(spec.data), spec.train.eval_bytes)).encode()
+    counts = Counter(text)
+    unigram = -sum(c / len(text) * math.log2(c / len(text)) for c in counts.values())
+    assert record.status == "completed"
+    assert record.eval_bytes == len(text)
+    assert record.val_bpb < 0.8 * unigram, (record.val_bpb, unigram)
+    assert record.curve[0].val_bpb > record.curve[-1].val_bpb
+    assert record.tokens == 200_704 and record.steps == 196
+    assert record.compute["6N+attn"] == pytest.approx(record.flops_per_token["6N+attn"] * record.tokens)
+    assert record.val_ppl == pytest.approx(math.exp(record.val_loss))
+    assert record.tokenizer.roundtrip_rate == 1.0 and record.tokenizer.unk_rate == 0.0
+    assert 0 < record.mfu < 1 and record.tokens_per_s > 0 and record.peak_memory_bytes > 0
+    for name in ("spec.yaml", "record.json", "metrics.jsonl", "model.safetensors", "tokenizer.json"):
+        assert (tmp_path / "run" / name).is_file()
+    assert read_record(tmp_path / "run") == record
+    assert read_run_spec(tmp_path / "run") == spec
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "eval"] == [p.step for p in record.curve]
+
+    sample = subprocess.run([sys.executable, "-m", "workbench", "sample", str(tmp_path / "run"),
+                             "--prompt", "def ", "--tokens", "60"], capture_output=True, text=True)
+    assert sample.returncode == 0, sample.stderr
+    assert sample.stdout.startswith("def ") and len(sample.stdout) > 10
+
+
+def test_bpb_uses_the_same_raw_bytes_for_every_tokenizer():
+    byte = train(tiny_spec())
+    bpe = train(tiny_spec(**{"tokenizer.kind": "bpe", "tokenizer.vocab_size": 1024}))
+    assert byte.eval_bytes == bpe.eval_bytes
+    assert bpe.eval_tokens < byte.eval_tokens
+    assert byte.tokenizer.bytes_per_token == 1.0 and bpe.tokenizer.bytes_per_token > 1.5
+    for r in (byte, bpe):
+        assert r.val_bpb == pytest.approx(r.val_loss * r.eval_tokens / (math.log(2) * r.eval_bytes))
+
+
+def test_nan_loss_ends_the_run_as_diverged_with_a_record(tmp_path):
+    record = train(tiny_spec(**{"model.init_std": 1e30}), tmp_path / "run")
+    assert record.status == "diverged"
+    assert "nan" in record.reason or "inf" in record.reason
+    assert read_record(tmp_path / "run").status == "diverged"
+
+
+def test_pruning_callback_stops_the_run():
+    def prune(point):
+        if point.step >= 2:
+            raise Pruned(f"pruned at step {point.step}")
+    record = train(tiny_spec(**{"train.eval_every": 2}), on_eval=prune)
+    assert (record.status, record.steps, record.reason) == ("pruned", 2, "pruned at step 2")
+
+
+@pytest.mark.parametrize("budget,steps", [({"tokens": 1000}, 4), ({"steps": 3}, 3), ({"flops": 5e8}, None)])
+def test_budgets_convert_to_steps(budget, steps):
+    spec = tiny_spec(**{"train.budget": budget})
+    record = train(spec)
+    if steps is None:   # flops: tokens = C / flops-per-token, rounded to whole batches
+        steps = round(5e8 / record.flops_per_token["6N+attn"] / 256)
+    assert record.steps == steps and record.tokens == steps * 256
+
+
+def test_seconds_budget_stops_on_time():
+    record = train(tiny_spec(**{"train.budget": {"seconds": 1.0}}))
+    assert record.status == "completed" and 1.0 <= record.train_s < 2.0 and record.steps > 1
+
+
+def test_gradient_accumulation_matches_the_full_batch():
+    full = train(tiny_spec())
+    accumulated = train(tiny_spec(**{"train.micro_batch_tokens": 64}))
+    assert accumulated.train_loss == pytest.approx(full.train_loss, rel=1e-4)
+    assert accumulated.val_loss == pytest.approx(full.val_loss, rel=1e-4)
+
+
+def test_training_is_reproducible_from_the_seed():
+    a, b = train(tiny_spec()), train(tiny_spec())
+    c = train(tiny_spec(**{"train.seed": 1}))
+    assert a.val_loss == b.val_loss != c.val_loss
+
+
+def test_eval_windows_predict_every_token_once():
+    import numpy as np
+    stream = np.arange(10, dtype=np.uint16)
+    x, y = eval_windows(stream, 4)
+    assert x.shape == (3, 4)
+    assert y[y >= 0].tolist() == list(range(1, 10))
+    assert (x.flatten()[: 9] == torch.arange(9)).all()
+
+
+def test_schedules():
+    cos = ScheduleSpec(kind="cosine", warmup=0.1, min_lr_ratio=0.1)
+    assert lr_factor(cos, 0.05) == pytest.approx(0.5)
+    assert lr_factor(cos, 0.1) == pytest.approx(1.0) and lr_factor(cos, 1.0) == pytest.approx(0.1)
+    wsd = ScheduleSpec(kind="wsd", warmup=0.0, decay=0.2, min_lr_ratio=0.0)
+    assert [lr_factor(wsd, p) for p in (0.5, 0.8, 0.9, 1.0)] == pytest.approx([1, 1, 0.5, 0])
+    assert lr_factor(ScheduleSpec(kind="constant", warmup=0.0), 0.99) == 1.0
+
+
+def test_synthetic_run_records_the_true_entropy_and_respects_it():
+    record = train(tiny_spec(**{"data": {"source": "synthetic", "documents": 200, "doc_bytes": 500},
+                                "train.budget": {"steps": 30}, "train.lr": 1e-2}))
+    assert record.entropy_bpb is not None and 0 < record.entropy_bpb < 4
+    assert record.val_bpb > record.entropy_bpb            # no model beats the source's entropy

@@ -1,0 +1,1 @@
+"""workbench: declarative architecture search and scaling laws for language models."""

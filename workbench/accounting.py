@@ -1,0 +1,126 @@
+"""Computational cost of a spec, from the spec alone: parameters (N) in every convention, FLOPs
+per token (C = flops_per_token x D), memory, and the hardware's measured matmul peak for MFU.
+
+Conventions, so that numbers from different papers can be compared:
+- params.total: every trained parameter, tied matrices once.
+- params.embedding: token embedding table, learned position table, untied output matrix.
+- params.nonembedding: total - embedding (Kaplan et al.'s N).
+- params.matmul: weights multiplied per token: every block matrix plus the output projection.
+- flops "6N": 6 x nonembedding per training token (Kaplan's C = 6ND).
+- flops "6N+attn": 6 x matmul + 12 x depth x width x context (PaLM; attention scores and values
+  over full windows, forward and backward). MFU uses this one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from workbench.model import padded_vocab
+from workbench.spec import Spec
+
+
+@dataclass(frozen=True)
+class Params:
+    total: int
+    embedding: int
+    nonembedding: int
+    matmul: int
+
+
+def count_params(spec: Spec) -> Params:
+    m = spec.model
+    d, h, H, K, D = m.width, m.mlp_hidden, m.heads, m.n_kv_heads, m.head_dim
+    V = padded_vocab(m, spec.tokenizer.size)
+    b = int(m.bias)
+    attn_w = d * (H + 2 * K) * D + H * D * d
+    attn_b = b * ((H + 2 * K) * D + d)
+    mlp_in = 2 * h if m.mlp.kind == "swiglu" else h
+    mlp_w = d * mlp_in + h * d
+    mlp_b = b * (mlp_in + d)
+    norm = d * (2 if m.norm == "layernorm" and m.bias else 1)
+    final_norm = norm if m.norm_placement == "pre" else 0
+    block = attn_w + attn_b + mlp_w + mlp_b + 2 * norm
+    pos_table = (m.positional.max_positions or m.context) * d if m.positional.kind == "learned" else 0
+    head = 0 if m.tie_embeddings else V * d
+    embedding = V * d + pos_table + head
+    total = embedding + m.depth * block + final_norm
+    return Params(total=total, embedding=embedding, nonembedding=total - embedding,
+                  matmul=m.depth * (attn_w + mlp_w) + V * d)
+
+
+def flops_per_token(spec: Spec) -> dict[str, float]:
+    """Training FLOPs per token under each convention."""
+    p, m = count_params(spec), spec.model
+    return {"6N": 6.0 * p.nonembedding,
+            "6N+attn": 6.0 * p.matmul + 12.0 * m.depth * m.heads * m.head_dim * m.context}
+
+
+def budget_tokens(spec: Spec, tokens_per_second: float | None = None) -> int | None:
+    """Training tokens the budget implies (None for a seconds budget without a rate)."""
+    b, batch = spec.train.budget, spec.train.batch_tokens
+    if b.tokens is not None:
+        steps = -(-b.tokens // batch)
+    elif b.steps is not None:
+        steps = b.steps
+    elif b.flops is not None:
+        steps = max(1, round(b.flops / flops_per_token(spec)[b.flops_convention] / batch))
+    elif tokens_per_second:
+        steps = max(1, round(b.seconds * tokens_per_second / batch))
+    else:
+        return None
+    return steps * batch
+
+
+def compute(spec: Spec, tokens: float) -> dict[str, float]:
+    return {name: f * tokens for name, f in flops_per_token(spec).items()}
+
+
+def memory_estimate(spec: Spec, bytes_per_activation: int | None = None) -> dict[str, int]:
+    """Training memory in bytes: fp32 weights, gradients and AdamW moments, plus activations
+    saved for backward per micro-batch (about 34 x width values per token per layer for a block
+    whose attention uses a fused kernel, after Korthikanti et al.), plus logits and their grads."""
+    p, m, t = count_params(spec), spec.model, spec.train
+    act = bytes_per_activation or (2 if t.precision in ("bf16", "fp16") else 4)
+    tokens = t.micro_tokens
+    activations = tokens * m.depth * m.width * 34 * act // 2
+    logits = tokens * padded_vocab(m, spec.tokenizer.size) * 4 * 2
+    out = {"weights": 4 * p.total, "gradients": 4 * p.total, "optimizer": 8 * p.total,
+           "activations": activations + logits}
+    out["total"] = sum(out.values())
+    return out
+
+
+def describe(spec: Spec) -> dict:
+    """Everything `workbench describe` prints, as plain data."""
+    tokens = budget_tokens(spec)
+    return {
+        "name": spec.name,
+        "params": asdict(count_params(spec)),
+        "flops_per_token": flops_per_token(spec),
+        "tokens": tokens,
+        "compute": compute(spec, tokens) if tokens else None,
+        "memory_bytes": memory_estimate(spec),
+    }
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 0.3) -> float:
+    """Measured dense matmul FLOP/s on this device: the ceiling MFU is reported against."""
+    n = 4096 if device.type == "cuda" else 512
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(3):
+        a @ b
+    sync()
+    iters, start = 0, time.perf_counter()
+    while iters < 3 or time.perf_counter() - start < seconds:
+        a @ b
+        iters += 1
+        if iters % 8 == 0:
+            sync()
+    sync()
+    elapsed = time.perf_counter() - start
+    return 2.0 * n ** 3 * iters / elapsed

@@ -1,0 +1,161 @@
+"""The `workbench` command line. Each command is a thin shell over a library function; errors a
+user can cause print one line per problem (file:line: field: message) and exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from workbench.specfile import SpecError, load_spec, parse_override
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Declarative architecture search and scaling laws for language models.")
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a field, e.g. --set model.depth=4 (repeatable).")]
+
+
+def user_errors(fn):
+    """Turn the errors a user can cause into clear lines and exit code 2, never a traceback."""
+    from workbench.data import DataError
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as e:
+            for issue in e.issues:
+                err.print(f"[red]error[/red] {issue}", markup=True, soft_wrap=True)
+        except (DataError, FileNotFoundError) as e:
+            err.print(f"[red]error[/red] {e}", soft_wrap=True)
+        raise typer.Exit(2)
+    return wrapper
+
+
+def _spec(path: Path, sets: list[str] | None):
+    return load_spec(path, dict(parse_override(s) for s in sets or []))
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Spec files to check.")]) -> None:
+    """Check spec files; report every problem in every file at once."""
+    from workbench.accounting import count_params
+    bad = 0
+    for path in files:
+        try:
+            spec = load_spec(path)
+        except SpecError as e:
+            bad += 1
+            for issue in e.issues:
+                err.print(f"[red]error[/red] {issue}", soft_wrap=True)
+            continue
+        out.print(f"ok  {path}  ({spec.name}, {count_params(spec).total:,} parameters)")
+    if bad:
+        err.print(f"{bad} of {len(files)} file(s) invalid")
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of spec files (for YAML editors)."""
+    from workbench.spec import Spec
+    print(json.dumps(Spec.model_json_schema(), indent=2))
+
+
+@app.command()
+@user_errors
+def describe(spec_file: Path, set_: SetOption = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Parameter counts, FLOPs per token, training compute and a memory estimate."""
+    from workbench.accounting import describe as describe_spec
+    info = describe_spec(_spec(spec_file, set_))
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    table = Table(title=f"{info['name']}", show_header=False, box=None)
+    for key, value in info["params"].items():
+        table.add_row(f"params.{key}", f"{value:,}")
+    for key, value in info["flops_per_token"].items():
+        table.add_row(f"flops/token [{key}]", f"{value:,.0f}")
+    table.add_row("training tokens (D)", f"{info['tokens']:,}" if info["tokens"] else "set by seconds")
+    for key, value in (info["compute"] or {}).items():
+        table.add_row(f"training compute [{key}]", f"{value:.3e} FLOPs")
+    for key, value in info["memory_bytes"].items():
+        table.add_row(f"memory.{key} (estimate)", f"{value / 2**20:,.1f} MiB")
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def train(spec_file: Path, set_: SetOption = None,
+          out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder.")] = None,
+          quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False) -> None:
+    """Train a spec briefly and write its run folder."""
+    from workbench.train import train as train_spec
+    spec = _spec(spec_file, set_)
+    run_dir = out_dir or Path("runs") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    record = train_spec(spec, run_dir, progress=not quiet and sys.stderr.isatty())
+    table = Table(show_header=False, box=None)
+    rows = [("status", record.status + (f" ({record.reason})" if record.reason else "")),
+            ("params (total / non-embedding)", f"{record.params['total']:,} / {record.params['nonembedding']:,}"),
+            ("tokens (D)", f"{record.tokens:,}"), ("compute (6N+attn)", f"{record.compute['6N+attn']:.3e} FLOPs")]
+    if record.val_bpb is not None:
+        rows += [("val bits per byte", f"{record.val_bpb:.4f}"), ("val loss / perplexity",
+                 f"{record.val_loss:.4f} / {record.val_ppl:.2f}")]
+    if record.entropy_bpb is not None:
+        rows.append(("corpus entropy (bpb)", f"{record.entropy_bpb:.4f}"))
+    rows += [("tokens/s", f"{record.tokens_per_s:,.0f}" if record.tokens_per_s else "-"),
+             ("MFU", f"{record.mfu:.1%}" if record.mfu else "-"),
+             ("wall time", f"{record.wall_s:.1f} s"), ("run folder", str(run_dir))]
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    if record.status == "diverged":
+        raise typer.Exit(3)
+
+
+@app.command()
+@user_errors
+def sample(run_dir: Path, prompt: Annotated[str, typer.Option(help="Text to continue.")] = "",
+           tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 200,
+           temperature: float = 0.8, top_k: int = 50, seed: int = 0) -> None:
+    """Generate text from a trained run."""
+    from workbench.sample import generate, load_run
+    model, tok = load_run(run_dir)
+    print(prompt + generate(model, tok, prompt, tokens, temperature, top_k, seed))
+
+
+@app.command()
+@user_errors
+def bench(spec_file: Path, set_: SetOption = None,
+          steps: Annotated[int, typer.Option(help="Timed steps.")] = 20,
+          as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Measure training tokens/s, step time, MFU and peak memory on this device."""
+    from workbench.bench import bench as bench_spec
+    result = bench_spec(_spec(spec_file, set_), steps=steps)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"bench {result['name']} on {result['device']}", show_header=False, box=None)
+    table.add_row("tokens/s", f"{result['tokens_per_s']:,.0f}")
+    table.add_row("step time", f"{result['step_time_s'] * 1e3:.1f} ms")
+    table.add_row("MFU", f"{result['mfu']:.1%} of {result['peak_flops'] / 1e9:,.0f} GFLOP/s measured")
+    table.add_row("peak memory", f"{result['peak_memory_bytes'] / 2**20:,.0f} MiB ({result['peak_memory_kind']})")
+    for phase, seconds in result["phase_seconds_per_step"].items():
+        table.add_row(f"  {phase}", f"{seconds * 1e3:.2f} ms/step")
+    table.add_row("outside fwd/bwd/optimizer", f"{result['outside_model_fraction']:.1%}")
+    out.print(table)
+
+
+def main() -> None:
+    app()

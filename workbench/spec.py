@@ -1,0 +1,351 @@
+"""The spec: one architecture + tokenizer + data + training recipe, as plain validated data.
+
+Every field carries a docstring; they feed `workbench schema` and the errors users see. Variant
+choices (positional scheme, norm, MLP, tokenizer, data source) are names here, resolved to code
+next to their implementations. Shape rules that span several fields live in `Spec.problems()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------- model
+
+
+class PositionalSpec(_Section):
+    """How token positions reach attention."""
+
+    kind: Literal["learned", "sinusoidal", "rope", "alibi", "none"] = "rope"
+    """Positional scheme: learned (trained table added to inputs), sinusoidal (fixed table added
+    to inputs), rope (rotary, applied to queries and keys), alibi (linear attention bias per head),
+    none (causal attention alone carries position)."""
+    theta: float = Field(10000.0, gt=0)
+    """RoPE base; larger bases rotate more slowly. Used by rope only."""
+    max_positions: int | None = Field(None, ge=1)
+    """Rows of the learned position table; defaults to model.context. Used by learned only."""
+
+
+class MLPSpec(_Section):
+    """The feed-forward block of each layer."""
+
+    kind: Literal["gelu", "swiglu", "relu2"] = "gelu"
+    """gelu: Linear-GELU-Linear; relu2: Linear-ReLU²-Linear; swiglu: gated SiLU with a third
+    matrix (use ratio about 8/3 to match a 4x GELU block's parameters)."""
+    ratio: float = Field(4.0, gt=0)
+    """Hidden width as a multiple of model.width (rounded to the nearest integer)."""
+
+
+class ModelSpec(_Section):
+    """A decoder-only causal transformer."""
+
+    depth: int = Field(ge=1)
+    """Number of transformer blocks."""
+    width: int = Field(ge=1)
+    """Residual stream width (d_model)."""
+    heads: int = Field(ge=1)
+    """Query heads per attention layer; width must be divisible by it."""
+    kv_heads: int | None = Field(None, ge=1)
+    """Key/value heads: equal to heads is multi-head, fewer is grouped-query, 1 is multi-query.
+    Must divide heads. Defaults to heads."""
+    mlp: MLPSpec = MLPSpec()
+    """Feed-forward block."""
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    """Normalisation layer."""
+    norm_placement: Literal["pre", "post"] = "pre"
+    """pre: normalise each sublayer's input (GPT-2 and later); post: normalise after the residual
+    add (original Transformer)."""
+    positional: PositionalSpec = PositionalSpec()
+    """Positional scheme."""
+    context: int = Field(ge=2)
+    """Sequence length in tokens seen in training and evaluation."""
+    tie_embeddings: bool = True
+    """Share the input embedding matrix with the output projection."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout probability on attention weights and residual branches (0 disables it)."""
+    bias: bool = False
+    """Add biases to linear layers and LayerNorm."""
+    init_std: float = Field(0.02, gt=0)
+    """Standard deviation of the normal initialisation; residual output projections are further
+    scaled by 1/sqrt(2 x depth)."""
+    vocab_multiple: int = Field(64, ge=1)
+    """Round the embedding table up to a multiple of this (faster matmuls on GPUs)."""
+
+    @property
+    def n_kv_heads(self) -> int:
+        return self.kv_heads or self.heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def mlp_hidden(self) -> int:
+        return max(1, round(self.mlp.ratio * self.width))
+
+
+# ------------------------------------------------------------------------------- tokenizer
+
+
+TRAINED_TOKENIZERS = ("bpe", "wordpiece", "unigram")
+
+
+class TokenizerSpec(_Section):
+    """How text becomes token ids. Every kind is lossless or records what it loses."""
+
+    kind: Literal["byte", "char", "bpe", "wordpiece", "unigram"] = "byte"
+    """byte: UTF-8 bytes; char: the most frequent characters with byte fallback; bpe: byte-level
+    BPE; wordpiece: greedy longest-match subwords over byte-level pieces; unigram: unigram LM
+    subwords over byte-level pieces. All but byte are trained on the spec's training split."""
+    vocab_size: int | None = Field(None, ge=2)
+    """Vocabulary size including special tokens. Required for bpe, wordpiece and unigram
+    (at least 512); char defaults to 512; byte is fixed at 257 (256 bytes + end of text)."""
+    train_bytes: int | None = Field(None, ge=1)
+    """Train the tokenizer on at most this many bytes of the training split (default: all)."""
+
+    @property
+    def size(self) -> int:
+        """Vocabulary size the model is built for."""
+        if self.kind == "byte":
+            return 257
+        return self.vocab_size or 512
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+class _DataSource(_Section):
+    val_fraction: float = Field(0.05, gt=0.0, lt=1.0)
+    """Fraction of documents held out for evaluation, chosen by a hash of each document's name,
+    so the split is deterministic and stable when documents are added."""
+    max_bytes: int | None = Field(None, ge=1)
+    """Use at most this many bytes of text (documents in a fixed order; default: all)."""
+
+
+class StdlibData(_DataSource):
+    """The embedded default corpus: the running interpreter's standard-library source files
+    (tests excluded), about 13 MB of real text on every machine."""
+
+    source: Literal["python-stdlib"] = "python-stdlib"
+    """Embedded default corpus."""
+
+
+class FilesData(_DataSource):
+    """Plain-text files: each file is one document."""
+
+    source: Literal["files"]
+    """Plain-text files."""
+    paths: list[str] = Field(min_length=1)
+    """Files, folders (read recursively) or glob patterns, relative to the spec file."""
+
+
+class JsonlData(_DataSource):
+    """JSON Lines files: each line's text column is one document."""
+
+    source: Literal["jsonl"]
+    """JSON Lines files."""
+    paths: list[str] = Field(min_length=1)
+    """Files or glob patterns, relative to the spec file."""
+    column: str = "text"
+    """Field holding the text."""
+
+
+class ParquetData(_DataSource):
+    """Parquet files: each row's text column is one document."""
+
+    source: Literal["parquet"]
+    """Parquet files."""
+    paths: list[str] = Field(min_length=1)
+    """Files or glob patterns, relative to the spec file."""
+    column: str = "text"
+    """Column holding the text."""
+
+
+class SyntheticData(_DataSource):
+    """Text from a random Markov chain over a small alphabet, whose entropy rate (the loss no model
+    can beat) is computed exactly, so fitted irreducible losses can be checked against truth."""
+
+    source: Literal["synthetic"]
+    """Generated text with a known entropy rate."""
+    alphabet: int = Field(16, ge=2, le=64)
+    """Number of distinct symbols (printable ASCII, one byte each)."""
+    order: int = Field(2, ge=0, le=4)
+    """Markov order: how many previous symbols the next one depends on."""
+    concentration: float = Field(0.3, gt=0)
+    """Dirichlet concentration of each context's next-symbol distribution; lower is more
+    predictable."""
+    documents: int = Field(2000, ge=2)
+    """Number of documents generated."""
+    doc_bytes: int = Field(1000, ge=1)
+    """Length of each document in bytes."""
+    seed: int = 0
+    """Seed of the chain and of the text drawn from it."""
+
+
+DataSpec = Annotated[
+    Union[StdlibData, FilesData, JsonlData, ParquetData, SyntheticData],
+    Field(discriminator="source"),
+]
+
+
+# ----------------------------------------------------------------------------------- train
+
+
+FlopsConvention = Literal["6N", "6N+attn"]
+
+
+class BudgetSpec(_Section):
+    """How long to train: exactly one of tokens, flops, steps or seconds."""
+
+    tokens: int | None = Field(None, ge=1)
+    """Training tokens (D)."""
+    flops: float | None = Field(None, gt=0)
+    """Training compute (C) in FLOPs, converted to tokens under flops_convention."""
+    steps: int | None = Field(None, ge=1)
+    """Optimizer steps."""
+    seconds: float | None = Field(None, gt=0)
+    """Wall-clock seconds of training; the schedule then follows elapsed time."""
+    flops_convention: FlopsConvention = "6N+attn"
+    """How FLOPs per token are counted for a flops budget: 6N (Kaplan: 6 x non-embedding
+    parameters) or 6N+attn (6 x matmul parameters + 12 x depth x width x context, as in PaLM)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BudgetSpec:
+        given = [k for k in ("tokens", "flops", "steps", "seconds") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "budget", "give exactly one of tokens, flops, steps or seconds (got {given})",
+                {"given": ", ".join(given) or "none"},
+            )
+        return self
+
+
+class ScheduleSpec(_Section):
+    """Learning-rate schedule."""
+
+    kind: Literal["cosine", "wsd", "constant"] = "cosine"
+    """cosine: warmup then cosine decay to min_lr_ratio; wsd: warmup, stable, then linear decay
+    over the last `decay` fraction; constant: warmup then flat."""
+    warmup: float = Field(0.05, ge=0.0, lt=1.0)
+    """Fraction of training steps spent warming up linearly from zero."""
+    decay: float = Field(0.2, gt=0.0, le=1.0)
+    """wsd only: fraction of training steps spent in the final decay."""
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    """Final learning rate as a fraction of lr (cosine and wsd)."""
+
+
+class TrainSpec(_Section):
+    """The training recipe."""
+
+    budget: BudgetSpec
+    """How long to train."""
+    batch_tokens: int = Field(16384, ge=2)
+    """Tokens per optimizer step; a multiple of model.context."""
+    micro_batch_tokens: int | None = Field(None, ge=2)
+    """Tokens per forward/backward pass (gradient accumulation); divides batch_tokens.
+    Defaults to batch_tokens."""
+    lr: float = Field(3e-3, gt=0)
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = Field(0.1, ge=0)
+    """Decoupled weight decay on matrices (norm gains and biases are not decayed)."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas."""
+    schedule: ScheduleSpec = ScheduleSpec()
+    """Learning-rate schedule."""
+    grad_clip: float | None = Field(1.0, gt=0)
+    """Clip the global gradient norm to this (null disables clipping)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Compute precision: auto is fp32 on CPU and bf16 autocast on GPU."""
+    seed: int = 0
+    """Seed of initialisation and batch order."""
+    eval_every: int | None = Field(None, ge=1)
+    """Evaluate every this many steps (default: about 5 evaluations per run, plus the final one)."""
+    eval_bytes: int = Field(65536, ge=1)
+    """Size of the held-out evaluation text in UTF-8 bytes; the same text for every tokenizer."""
+    compile: bool = False
+    """Compile the model with torch.compile (compile time is reported separately)."""
+
+    @property
+    def micro_tokens(self) -> int:
+        return self.micro_batch_tokens or self.batch_tokens
+
+
+# ------------------------------------------------------------------------------------ spec
+
+
+class Spec(_Section):
+    """One architecture, tokenizer, corpus and training recipe."""
+
+    name: str = Field(min_length=1)
+    """Name of the spec, used for run folders and reports."""
+    description: str = ""
+    """Free text for people."""
+    extends: str | None = None
+    """A base spec file (relative to this one) whose fields this file overrides."""
+    model: ModelSpec
+    """The architecture."""
+    tokenizer: TokenizerSpec = TokenizerSpec()
+    """The tokenizer."""
+    data: DataSpec = StdlibData()
+    """The corpus; its held-out split is used for every evaluation."""
+    train: TrainSpec
+    """The training recipe."""
+
+    @model_validator(mode="after")
+    def _possible(self) -> Spec:
+        problems = self.problems()
+        if problems:
+            raise PydanticCustomError(
+                "impossible", "; ".join(f"{'.'.join(p)}: {m}" for p, m in problems),
+                {"problems": problems},
+            )
+        return self
+
+    def problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """Shape rules spanning several fields, as (field path, message) pairs."""
+        m, t, tok = self.model, self.train, self.tokenizer
+        out: list[tuple[tuple[str, ...], str]] = []
+        if m.width % m.heads:
+            out.append((("model", "heads"), f"width {m.width} is not divisible by heads {m.heads}"))
+        elif m.positional.kind == "rope" and m.head_dim % 2:
+            out.append((("model", "positional", "kind"),
+                        f"rope needs an even head dimension; width/heads = {m.head_dim}"))
+        if m.kv_heads is not None and (m.kv_heads > m.heads or m.heads % m.kv_heads):
+            out.append((("model", "kv_heads"), f"kv_heads {m.kv_heads} must divide heads {m.heads}"))
+        if m.positional.kind == "sinusoidal" and m.width % 2:
+            out.append((("model", "width"), f"sinusoidal positions need an even width, got {m.width}"))
+        if m.positional.kind == "learned" and m.positional.max_positions is not None \
+                and m.context > m.positional.max_positions:
+            out.append((("model", "context"), f"context {m.context} is longer than the "
+                        f"{m.positional.max_positions} learned positions"))
+        if tok.kind == "byte" and tok.vocab_size not in (None, 257):
+            out.append((("tokenizer", "vocab_size"), "byte tokenizer has a fixed vocabulary of 257; "
+                        "leave vocab_size out"))
+        if tok.kind in TRAINED_TOKENIZERS and tok.vocab_size is None:
+            out.append((("tokenizer", "vocab_size"), f"{tok.kind} needs a vocab_size"))
+        if tok.kind in ("char",) + TRAINED_TOKENIZERS and tok.size < 512:
+            out.append((("tokenizer", "vocab_size"), f"{tok.kind} needs vocab_size >= 512 "
+                        "(256 byte pieces, special tokens and learned pieces)"))
+        if t.batch_tokens % m.context:
+            out.append((("train", "batch_tokens"),
+                        f"{t.batch_tokens} is not a multiple of model.context {m.context}"))
+        micro = t.micro_batch_tokens
+        if micro is not None and (micro % m.context or t.batch_tokens % micro):
+            out.append((("train", "micro_batch_tokens"), f"{micro} must be a multiple of "
+                        f"model.context {m.context} and divide batch_tokens {t.batch_tokens}"))
+        return out
+
+    def digest(self) -> str:
+        """Short content hash of the resolved spec (names and descriptions excluded)."""
+        data = self.model_dump(mode="json", exclude={"name", "description", "extends"})
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
