@@ -13,7 +13,7 @@ setup:
 	$(PY) -m pip install -q -e ".[dev]"
 
 quickstart:
-	$(VENV)/bin/workbench train specs/quickstart.yaml
+	$(VENV)/bin/workbench study run studies/quickstart.yaml --workers 2
 
 test:
 	$(PY) -m pytest -q

@@ -44,7 +44,7 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(4 * width, width, bias=bias)
 
     def forward(self, x):
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+        return self.c_proj(F.gelu(self.c_fc(x)))
 
 
 class Block(nn.Module):
@@ -85,7 +85,7 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 
 
-def run(depth=4, width=256, heads=4, context=256, vocab=320, batch_tokens=8192, steps=20,
+def run(depth=4, width=256, heads=4, context=256, vocab=257, batch_tokens=8192, steps=20,
         warmup=3, bias=True, seed=0) -> dict:
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -130,7 +130,7 @@ def run(depth=4, width=256, heads=4, context=256, vocab=320, batch_tokens=8192, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, default in [("depth", 4), ("width", 256), ("heads", 4), ("context", 256), ("vocab", 320),
+    for name, default in [("depth", 4), ("width", 256), ("heads", 4), ("context", 256), ("vocab", 257),
                           ("batch-tokens", 8192), ("steps", 20), ("warmup", 3)]:
         ap.add_argument(f"--{name}", type=int, default=default)
     ap.add_argument("--json", action="store_true")

@@ -28,6 +28,7 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
 def user_errors(fn):
     """Turn the errors a user can cause into clear lines and exit code 2, never a traceback."""
     from workbench.data import DataError
+    from workbench.study import StorageError
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
@@ -36,7 +37,7 @@ def user_errors(fn):
         except SpecError as e:
             for issue in e.issues:
                 err.print(f"[red]error[/red] {issue}", markup=True, soft_wrap=True)
-        except (DataError, FileNotFoundError) as e:
+        except (DataError, FileNotFoundError, StorageError) as e:
             err.print(f"[red]error[/red] {e}", soft_wrap=True)
         raise typer.Exit(2)
     return wrapper
@@ -47,12 +48,19 @@ def _spec(path: Path, sets: list[str] | None):
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Spec files to check.")]) -> None:
-    """Check spec files; report every problem in every file at once."""
+def validate(files: Annotated[list[Path], typer.Argument(help="Spec or study files to check.")]) -> None:
+    """Check spec and study files; report every problem in every file at once."""
     from workbench.accounting import count_params
+    from workbench.search import ladder_points, load_study
+    from workbench.specfile import read_yaml
     bad = 0
     for path in files:
         try:
+            if "base" in read_yaml(path)[0]:
+                study = load_study(path)
+                out.print(f"ok  {path}  (study {study.name}: {study.spec.trials} searched trials, "
+                          f"{len(study.spec.enqueue)} baselines, {len(ladder_points(study))} ladder points)")
+                continue
             spec = load_spec(path)
         except SpecError as e:
             bad += 1
@@ -155,6 +163,102 @@ def bench(spec_file: Path, set_: SetOption = None,
         table.add_row(f"  {phase}", f"{seconds * 1e3:.2f} ms/step")
     table.add_row("outside fwd/bwd/optimizer", f"{result['outside_model_fraction']:.1%}")
     out.print(table)
+
+
+study_app = typer.Typer(no_args_is_help=True, help="Run and inspect Optuna studies over specs.")
+app.add_typer(study_app, name="study")
+StorageOption = Annotated[Optional[str], typer.Option(
+    help="Optuna storage: a journal file path (default: runs/NAME/study.journal) or "
+         "postgresql+psycopg://user@host/db.")]
+
+
+@study_app.command("run")
+@user_errors
+def study_run(study_file: Path, workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+              storage: StorageOption = None) -> None:
+    """Run (or resume) a study with N worker processes until its budget is spent."""
+    from workbench.search import load_study
+    from workbench.study import default_storage, supervise
+    study = load_study(study_file)
+    url = storage or default_storage(study)
+    last = [None]
+
+    def progress(s: dict) -> None:
+        line = _progress_line(s)
+        if line != last[0]:
+            err.print(f"[{datetime.now():%H:%M:%S}] {line}")
+            last[0] = line
+
+    result = supervise(study, url, workers, on_progress=progress)
+    _print_summary(result)
+    out.print(f"storage: {url}")
+
+
+def _progress_line(s: dict) -> str:
+    states = ", ".join(f"{n} {k}" for k, n in sorted(s["states"].items()))
+    best = s["best"][0] if s["best"] else None
+    tail = f" | best {s['objectives'][0]} {best['values'][0]:.4f} (trial {best['number']})" if best else ""
+    return f"{s['counted']}/{s['planned']} trials: {states}{tail}"
+
+
+def _print_summary(s: dict) -> None:
+    table = Table(title=f"study {s['study']}: " + ", ".join(f"{n} {k}" for k, n in sorted(s["states"].items())))
+    table.add_column("trial")
+    for name in s["objectives"]:
+        table.add_column(name)
+    table.add_column("fields")
+    for t in s["best"]:
+        table.add_row(str(t["number"]), *(f"{v:.4g}" for v in t["values"]),
+                      ", ".join(f"{k}={v}" for k, v in t["fields"].items()))
+    out.print(table)
+    for f in s["failures"]:
+        out.print(f"trial {f['number']} {f['status']}: {f['reason']}", soft_wrap=True)
+
+
+@study_app.command("worker")
+@user_errors
+def study_worker(study_file: Path, storage: StorageOption = None,
+                 index: Annotated[int, typer.Option(help="Worker number (offsets the sampler seed).")] = 0,
+                 threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads.")] = None) -> None:
+    """Join an existing study and run trials until its budget is spent."""
+    import torch
+
+    from workbench.search import load_study
+    from workbench.study import default_storage, work
+    if threads:
+        torch.set_num_threads(threads)
+    study = load_study(study_file)
+    n = work(study, storage or default_storage(study), index)
+    out.print(f"worker {index}: ran {n} trial(s)")
+
+
+@study_app.command("status")
+@user_errors
+def study_status(study_file: Path, storage: StorageOption = None,
+                 as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Counts by state, best trials, failures with reasons."""
+    from workbench.search import load_study
+    from workbench.study import default_storage, load_existing, summary
+    study = load_study(study_file)
+    result = summary(load_existing(study, storage or default_storage(study)))
+    if as_json:
+        print(json.dumps(result, default=str))
+    else:
+        _print_summary(result)
+
+
+@study_app.command("export")
+@user_errors
+def study_export(study_file: Path, output: Annotated[Path, typer.Option("-o", "--output", help="Parquet (or .csv) file.")],
+                 storage: StorageOption = None) -> None:
+    """One row per trial: spec fields, N, D, C, metrics, status, timings, eval curve."""
+    from workbench.results import trials_table, write_table
+    from workbench.search import load_study
+    from workbench.study import default_storage, load_existing
+    study = load_study(study_file)
+    df = trials_table(load_existing(study, storage or default_storage(study)))
+    write_table(df, output)
+    out.print(f"wrote {len(df)} trials x {len(df.columns)} columns to {output}")
 
 
 def main() -> None:

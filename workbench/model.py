@@ -39,7 +39,7 @@ class GeluMLP(nn.Module):
         self.down = nn.Linear(m.mlp_hidden, m.width, bias=m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.gelu(self.up(x), approximate="tanh"))
+        return self.down(F.gelu(self.up(x)))
 
 
 class Relu2MLP(GeluMLP):

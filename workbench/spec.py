@@ -77,8 +77,9 @@ class ModelSpec(_Section):
     init_std: float = Field(0.02, gt=0)
     """Standard deviation of the normal initialisation; residual output projections are further
     scaled by 1/sqrt(2 x depth)."""
-    vocab_multiple: int = Field(64, ge=1)
-    """Round the embedding table up to a multiple of this (faster matmuls on GPUs)."""
+    vocab_multiple: int = Field(1, ge=1)
+    """Round the embedding table up to a multiple of this (64 speeds up the output matmul on
+    GPUs; the extra rows are never targets)."""
 
     @property
     def n_kv_heads(self) -> int:
