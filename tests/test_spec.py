@@ -100,3 +100,18 @@ def test_cli_schema_is_json_schema_with_field_docs():
     assert "model" in schema["properties"]
     depth = schema["$defs"]["ModelSpec"]["properties"]["depth"]
     assert depth["description"] == "Number of transformer blocks."
+
+
+def test_readme_examples_validate(tmp_path):
+    """The spec and study shown in the README are real, valid files."""
+    import shutil
+
+    from workbench.search import load_study
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) == 2
+    shutil.copytree(ROOT / "specs", tmp_path / "specs")
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "specs" / "readme.yaml").write_text(blocks[0])
+    (tmp_path / "studies" / "readme.yaml").write_text(blocks[1])
+    assert load_spec(tmp_path / "specs" / "readme.yaml").name == "gpt-tiny"
+    assert load_study(tmp_path / "studies" / "readme.yaml").name == "positional"

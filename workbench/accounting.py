@@ -13,6 +13,7 @@ Conventions, so that numbers from different papers can be compared:
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 
@@ -106,8 +107,10 @@ def describe(spec: Spec) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=None)
 def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 0.3) -> float:
-    """Measured dense matmul FLOP/s on this device: the ceiling MFU is reported against."""
+    """Measured dense matmul FLOP/s on this device: the ceiling MFU is reported against.
+    Measured once per process (a study worker runs many trials)."""
     n = 4096 if device.type == "cuda" else 512
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)

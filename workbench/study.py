@@ -255,6 +255,7 @@ def run_trial(ostudy: optuna.Study, study: Study, trial: optuna.Trial, root: Pat
 
     from workbench.train import Pruned, train
 
+    start = time.perf_counter()
     attrs = trial.user_attrs
     overrides = attrs.get("overrides", {})
     try:
@@ -281,12 +282,14 @@ def run_trial(ostudy: optuna.Study, study: Study, trial: optuna.Trial, root: Pat
 
     try:
         with Heartbeat(ostudy._storage, trial._trial_id, study.spec.heartbeat.interval):
+            before_train = time.perf_counter() - start
             record = train(spec, run_dir, on_eval=report)
     except (torch.OutOfMemoryError, MemoryError) as e:
         return _finish(ostudy, trial, "failed", f"out of memory: {str(e).splitlines()[0][:300]}")
     except Exception as e:
         return _finish(ostudy, trial, "failed", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
     trial.set_user_attr("record", record.model_dump(mode="json"))
+    trial.set_user_attr("startup_s", before_train + record.setup_s)   # trial start to first step
     if record.status == "completed":
         return _finish(ostudy, trial, "completed", None, objective_values(study, record))
     return _finish(ostudy, trial, record.status, record.reason)
