@@ -11,9 +11,13 @@ setup:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev]"
+	command -v chromium >/dev/null || test "$$(id -u)" != 0 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || \
+	  echo "chromium not installed: the browser test of reports will be skipped"
 
 quickstart:
 	$(VENV)/bin/workbench study run studies/quickstart.yaml --workers 2
+	$(VENV)/bin/workbench report studies/quickstart.yaml
 
 test:
 	$(PY) -m pytest -q

@@ -28,6 +28,7 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
 def user_errors(fn):
     """Turn the errors a user can cause into clear lines and exit code 2, never a traceback."""
     from workbench.data import DataError
+    from workbench.fit import FitError
     from workbench.study import StorageError
 
     @wraps(fn)
@@ -37,7 +38,7 @@ def user_errors(fn):
         except SpecError as e:
             for issue in e.issues:
                 err.print(f"[red]error[/red] {issue}", markup=True, soft_wrap=True)
-        except (DataError, FileNotFoundError, StorageError) as e:
+        except (DataError, FileNotFoundError, StorageError, FitError) as e:
             err.print(f"[red]error[/red] {e}", soft_wrap=True)
         raise typer.Exit(2)
     return wrapper
@@ -259,6 +260,63 @@ def study_export(study_file: Path, output: Annotated[Path, typer.Option("-o", "-
     df = trials_table(load_existing(study, storage or default_storage(study)))
     write_table(df, output)
     out.print(f"wrote {len(df)} trials x {len(df.columns)} columns to {output}")
+
+
+@app.command()
+@user_errors
+def fit(source: Annotated[Path, typer.Argument(help="A study file, or a CSV/Parquet table of runs.")],
+        x: Annotated[Optional[str], typer.Option(help="flops, params or tokens (default: the study's scaling.x).")] = None,
+        form: Annotated[str, typer.Option(help="auto, or a comma list of x, x-noE, nd, nd-tied.")] = "auto",
+        group_by: Annotated[Optional[str], typer.Option(help="Fit and compare groups of this field.")] = None,
+        target_flops: Annotated[Optional[float], typer.Option(help="Compute to predict at (default 100x the largest run).")] = None,
+        bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+        huber_delta: Annotated[float, typer.Option(help="Huber delta on log residuals.")] = 1e-3,
+        loss: Annotated[str, typer.Option(help="val_bpb or val_loss (studies).")] = "val_bpb",
+        n_convention: Annotated[str, typer.Option(help="total or nonembedding parameters.")] = "total",
+        c_convention: Annotated[str, typer.Option(help="6N or 6N+attn compute.")] = "6N+attn",
+        fixed_e: Annotated[Optional[float], typer.Option(help="Fix the irreducible loss E.")] = None,
+        outliers: Annotated[Optional[float], typer.Option(help="Drop runs whose log residual is beyond K robust SDs.")] = None,
+        storage: StorageOption = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the fit as JSON.")] = False) -> None:
+    """Fit scaling laws with bootstrap intervals and backtests; writes the fit as JSON."""
+    from workbench.fit import fit_path, fit_source, render, save
+    result = fit_source(source, x=x, form=form, group_by=group_by, target_flops=target_flops,
+                        bootstrap=bootstrap, huber_delta=huber_delta, loss=loss, n_convention=n_convention,
+                        c_convention=c_convention, fixed_e=fixed_e, outliers=outliers, storage=storage)
+    path = save(result, fit_path(source))
+    if as_json:
+        print(json.dumps(result))
+        return
+    out.print(render(result))
+    out.print(f"fit: {path}")
+
+
+@app.command()
+@user_errors
+def report(study_file: Path, output: Annotated[Optional[Path], typer.Option("-o", "--output", help="HTML file (default reports/NAME.html).")] = None,
+           storage: StorageOption = None,
+           samples: Annotated[bool, typer.Option(help="Generate text samples from the best models.")] = True,
+           bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the fit intervals.")] = 1000) -> None:
+    """Write one self-contained HTML report of a study (finished, running or crashed)."""
+    from workbench import report as report_mod
+    from workbench.search import load_study
+    from workbench.study import default_storage, load_existing
+    study = load_study(study_file)
+    url = storage or default_storage(study)
+    ostudy = load_existing(study, url)
+    fit, fit_error = _try_fit(study_file, url, bootstrap)
+    path = report_mod.write(study, ostudy, output or Path("reports") / f"{study.name}.html",
+                            fit=fit, fit_error=fit_error, samples=samples)
+    out.print(f"report: {path}")
+
+
+def _try_fit(source: Path, storage: str | None, bootstrap: int) -> tuple[dict | None, str | None]:
+    """The scaling fit for the report, or the reason there is none."""
+    from workbench.fit import FitError, fit_source
+    try:
+        return fit_source(source, storage=storage, bootstrap=bootstrap), None
+    except FitError as e:
+        return None, str(e)
 
 
 def main() -> None:

@@ -6,22 +6,23 @@ and Besiroglu et al. (2024):
     log L = LSE(a - alpha log N, b - beta log D, e)      L = E + A/N^alpha + B/D^beta
 
 with A = exp(a), B = exp(b), E = exp(e). One-variable laws L(x) = E + A x^-alpha keep one term.
-The objective is the Huber loss of the log residuals summed over runs; L-BFGS-B minimises it with
-analytic gradients from the best few points of a grid evaluated in one vectorised pass. The
-bootstrap refits resamples of runs, warm-started from the full-data optimum, in worker processes.
+The objective is the Huber loss of the log residuals summed over runs, with analytic gradients.
+A grid of starts is evaluated in one vectorised pass; the best few are refined together by a
+batched L-BFGS (many independent fits advanced by the same numpy operations) and the winner is
+finished by scipy's L-BFGS-B. The bootstrap refits resamples of the runs with the same batched
+L-BFGS, warm-started at the full-data optimum, in worker processes when given an executor.
+The IsoFLOP analysis (parabolas per compute budget) is vectorised over resamples too.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize
 
-PARAMS = ("E", "A", "B", "alpha", "beta")
 EXP_BOUNDS = (0.0, 5.0)             # exponents: 0 means "no power-law decrease at all"
 GRID_EXPONENTS = (0.05, 0.15, 0.3, 0.5, 0.8, 1.2)
 GRID_TERM_FRACTIONS = (0.03, 0.1, 0.3, 1.0, 3.0)    # a term's size at the data's centre / mean loss
@@ -62,7 +63,9 @@ class Form:
 @dataclass
 class Fit:
     """One fitted law. `theta` is in the optimiser's centred coordinates; `params` in natural
-    units (E, A, B, alpha, beta; absent terms are NaN)."""
+    units (E, A, B, alpha, beta; absent terms are NaN). `grad_norm` is the norm of the projected
+    gradient of the objective (at a bound only inward components count). `at_bound` lists
+    (name, "lower" or "upper") for optimiser coordinates that ended on their box."""
 
     form: Form
     theta: np.ndarray
@@ -71,7 +74,7 @@ class Fit:
     grad_norm: float
     converged: bool
     message: str
-    at_bound: list[str] = field(default_factory=list)
+    at_bound: list[tuple[str, str]] = field(default_factory=list)
     starts_agreeing: int = 1
 
 
@@ -96,9 +99,10 @@ class Problem:
         return theta @ self.M.T + self.p0                                   # (G, 5)
 
     def _terms(self, p: np.ndarray, Xc: np.ndarray) -> list[np.ndarray]:
-        t = [p[:, 0, None] - p[:, 1, None] * Xc[:, 0]]                      # (G, n) each
+        # Xc is (n, K) shared by every row, or (G, n, K): one resample per row.
+        t = [p[:, 0, None] - p[:, 1, None] * Xc[..., 0]]                    # (G, n) each
         if self.form.terms == 2:
-            t.append(p[:, 2, None] - p[:, 3, None] * Xc[:, 1])
+            t.append(p[:, 2, None] - p[:, 3, None] * Xc[..., 1])
         if self.form.has_e:
             t.append(p[:, 4, None])                                         # broadcasts
         return t
@@ -117,8 +121,9 @@ class Problem:
         return m + np.log(total), [si / total for si in s]
 
     def objective(self, theta: np.ndarray, data: tuple | None = None, grad: bool = True):
-        """Sum of Huber(log L_hat - log L) over the runs (or over `data` = (Xc, y) of a
-        resample), and its gradient. Vectorised over rows of theta (G, P)."""
+        """Sum of Huber(log L_hat - log L) over the runs, and its gradient; vectorised over
+        rows of theta (G, P). `data` = (Xc, y) replaces the runs: one resample (n, K) and (n,)
+        for every row, or one per row, (G, n, K) and (G, n)."""
         Xc, y = (self.Xc, self.y) if data is None else data
         lse, w = self.predict(theta, Xc)
         r = lse - y
@@ -131,11 +136,11 @@ class Problem:
         gp = np.zeros((len(f), 5))
         pw0 = psi * w[0]
         gp[:, 0] = pw0.sum(-1)
-        gp[:, 1] = -(pw0 @ Xc[:, 0])
+        gp[:, 1] = -(pw0 * Xc[..., 0]).sum(-1)
         if self.form.terms == 2:
             pw1 = psi * w[1]
             gp[:, 2] = pw1.sum(-1)
-            gp[:, 3] = -(pw1 @ Xc[:, 1])
+            gp[:, 3] = -(pw1 * Xc[..., 1]).sum(-1)
         if self.form.has_e:
             gp[:, 4] = (psi * w[-1]).sum(-1)
         return f, gp @ self.M
@@ -170,23 +175,34 @@ def _refine(problem: Problem, theta0: np.ndarray, data: tuple | None = None, sca
 
 
 def fit(form: Form, X: np.ndarray, y: np.ndarray, delta: float = 1e-3, refine: int = 5) -> Fit:
-    """Fit one law to log features X (n, terms) and log losses y: grid, then L-BFGS-B from the
-    `refine` best grid points; the lowest objective wins."""
+    """Fit one law to log features X (n, terms) and log losses y. The whole grid of starts is
+    evaluated in one pass; the `refine` best are refined together (batched L-BFGS, below), and
+    the winner is finished with scipy's L-BFGS-B, whose verdict and final gradient we report."""
     problem = Problem(form, X, y, delta)
     grid = problem.grid()
-    f = np.concatenate([problem.objective(chunk, grad=False) for chunk in np.array_split(grid, max(1, len(grid) // 500))])
-    order = np.argsort(f)[:refine]
-    scale = 1.0 / max(f[order[0]], 1e-300)
-    results = [_refine(problem, grid[i], scale=scale) for i in order]
-    best = min(results, key=lambda r: r.fun)
-    agree = sum(r.fun <= best.fun * (1 + 1e-6) + 1e-12 for r in results)
-    theta = best.x
+    f = np.concatenate([problem.objective(chunk, grad=False)
+                        for chunk in np.array_split(grid, max(1, len(grid) // 500))])
+    starts = grid[np.argsort(f)[:refine]]
+    k = len(starts)
+    refined, _ = batched_lbfgs(problem, starts, np.broadcast_to(problem.Xc, (k, *problem.Xc.shape)),
+                               np.broadcast_to(problem.y, (k, len(problem.y))))
+    f_refined = problem.objective(refined, grad=False)
+    best = int(np.argmin(f_refined))
+    agree = int((f_refined <= f_refined[best] * (1 + 1e-6) + 1e-15).sum())
+    result = _refine(problem, refined[best], scale=1.0 / max(f_refined[best], 1e-300))
+    theta = result.x if result.fun <= 1.0 else refined[best]      # scipy's f is scaled: 1 = start
     f_raw, g = problem.objective(theta[None])
-    at_bound = [name for name, (lo, hi), v in zip(form.names, problem.bounds, theta)
-                if min(v - lo, hi - v) <= 1e-6 * (hi - lo)]
+    lo, hi = (np.array(b, float) for b in zip(*problem.bounds))
+    # The projected gradient: at a bound only the component pointing inwards counts.
+    pg = np.clip(theta - g[0], lo, hi) - theta
+    # scipy often ends with "ABNORMAL" when the line search cannot improve on an optimum it has
+    # already reached (Huber kinks, a bound): a vanishing relative projected gradient counts too.
+    converged = bool(result.success) or float(np.abs(pg).max()) <= 1e-6 * max(f_raw[0], 1e-300)
+    at_bound = [(name, "lower" if v - lo_ <= hi_ - v else "upper")
+                for name, lo_, hi_, v in zip(form.names, lo, hi, theta) if min(v - lo_, hi_ - v) <= 1e-6 * (hi_ - lo_)]
     params = {k: float(v[0]) for k, v in problem.natural(theta).items()}
-    return Fit(form, theta, params, float(f_raw[0]), float(np.linalg.norm(g[0])), bool(best.success),
-               str(best.message), at_bound, agree)
+    return Fit(form, theta, params, float(f_raw[0]), float(np.linalg.norm(pg)), converged,
+               str(result.message), at_bound, agree)
 
 
 def predict(form: Form, params: dict[str, float], X: np.ndarray) -> np.ndarray:
@@ -198,38 +214,162 @@ def predict(form: Form, params: dict[str, float], X: np.ndarray) -> np.ndarray:
     return out
 
 
+def backtest(form: Form, X: np.ndarray, y: np.ndarray, key: np.ndarray, holdout: float = 0.2,
+             delta: float = 1e-3) -> dict:
+    """Hold out the runs with the largest `key` (compute, or N), fit the rest, and report how
+    far the law misses the held-out losses: mean absolute error, bias (predicted - observed),
+    worst miss, in loss units and relative, and the held-out runs themselves. A dict with
+    `reason` when the split leaves too few runs to fit."""
+    X = np.asarray(X, float).reshape(len(y), -1)
+    n_out = max(1, int(np.ceil(holdout * len(y))))
+    order = np.argsort(key, kind="stable")
+    train, test = order[:-n_out], order[-n_out:]
+    need = len(form.names) + 1
+    out = {"holdout": holdout, "train_runs": len(train), "test_runs": len(test)}
+    if len(train) < need:
+        return {**out, "reason": f"{len(train)} runs left to fit after holding out {n_out}: needs {need}"}
+    fitted = fit(form, X[train], y[train], delta)
+    pred, obs = predict(form, fitted.params, X[test]), np.exp(y[test])
+    err = pred - obs
+    return {**out, "key_threshold": float(np.min(np.asarray(key)[test])),
+            "mae": float(np.abs(err).mean()), "bias": float(err.mean()), "max_abs": float(np.abs(err).max()),
+            "mae_relative": float(np.abs(err / obs).mean()), "max_relative": float(np.abs(err / obs).max()),
+            "held_out": [{"key": float(k), "observed": float(o), "predicted": float(p)}
+                         for k, o, p in zip(np.asarray(key)[test], obs, pred)]}
+
+
 # ------------------------------------------------------------------------------- bootstrap
+
+
+def batched_lbfgs(problem: Problem, theta0: np.ndarray, Xc: np.ndarray, y: np.ndarray,
+                  memory: int = 10, max_iter: int = 1000, ftol: float = 1e-13,
+                  gtol: float = 1e-10, window: int = 25, wtol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise many independent objectives at once: row g of theta0 (G, P) starts the fit to
+    its own data Xc[g] (n, K), y[g] (n,). The same L-BFGS update and projected backtracking
+    line search as a one-at-a-time fit, written on (G, ...) arrays so that a thousand bootstrap
+    refits cost a few hundred numpy passes instead of a thousand scipy calls. Each row stops on
+    its own: relative decrease below ftol twice running, projected gradient below gtol, a line
+    search that can no longer decrease it, or a crawl (less than wtol relative decrease over
+    `window` iterations: a flat valley, typically E drifting to 0, whose far end the data cannot
+    tell from here). Finished rows leave the working arrays.
+    Returns theta (G, P) and a mask of the rows that stopped before max_iter."""
+    G, P = theta0.shape
+    lo, hi = (np.array(b, float) for b in zip(*problem.bounds))
+    out, converged = np.clip(theta0, lo, hi), np.zeros(G, bool)
+    rows = np.arange(G)                                   # which original row each working row is
+    th, Xw, yw = out.copy(), Xc, y
+    f, g = problem.objective(th, (Xw, yw))
+    scale = 1.0 / np.maximum(f, 1e-300)                   # each row's objective scaled to order one
+    f, g = f * scale, g * scale[:, None]
+    S, Y, rho = np.zeros((G, memory, P)), np.zeros((G, memory, P)), np.zeros((G, memory))
+    quiet = np.zeros(G, int)
+    history = [f]                                         # f of the last `window` iterations
+    dot = lambda u, v: np.einsum("gp,gp->g", u, v)
+    for it in range(max_iter):
+        # Coordinates pinned at a bound with the gradient pushing outwards stay put.
+        free = ~(((th <= lo) & (g > 0)) | ((th >= hi) & (g < 0)))
+        gf = g * free
+        # Two-loop recursion over the stored (s, y) pairs, newest first; empty slots have rho 0.
+        order = [(it - 1 - j) % memory for j in range(memory)]
+        q, alph = gf.copy(), np.zeros((len(th), memory))
+        for i in order:
+            alph[:, i] = rho[:, i] * dot(S[:, i], q)
+            q -= alph[:, i, None] * Y[:, i]
+        last = order[0]
+        yy = dot(Y[:, last], Y[:, last])
+        gamma = np.where(rho[:, last] * yy > 0, 1.0 / np.maximum(rho[:, last] * yy, 1e-300),
+                         1.0 / np.maximum(np.abs(gf).sum(-1), 1.0))
+        r = gamma[:, None] * q
+        for i in reversed(order):
+            r += S[:, i] * (alph[:, i] - rho[:, i] * dot(Y[:, i], r))[:, None]
+        d = -r * free
+        bad = dot(gf, d) >= 0                 # not a descent direction: restart on the gradient
+        d[bad] = -gf[bad] / np.maximum(np.abs(gf[bad]).sum(-1, keepdims=True), 1.0)
+        rho[bad] = 0.0
+        # Projected backtracking (Armijo) line search, each row with its own step.
+        step = np.ones(len(th))
+        new_th, new_f, new_g = th.copy(), f.copy(), g.copy()
+        pending = np.arange(len(th))
+        for _ in range(60):
+            cand = np.clip(th[pending] + step[pending, None] * d[pending], lo, hi)
+            fc, gc = problem.objective(cand, (Xw[pending], yw[pending]))
+            fc, gc = fc * scale[pending], gc * scale[pending, None]
+            ok = np.isfinite(fc) & (fc <= f[pending] + 1e-4 * dot(g[pending], cand - th[pending]))
+            new_th[pending[ok]], new_f[pending[ok]], new_g[pending[ok]] = cand[ok], fc[ok], gc[ok]
+            pending = pending[~ok]
+            if len(pending) == 0:
+                break
+            step[pending] *= 0.5
+        stalled = np.zeros(len(th), bool)     # the line search met the limits of floating point
+        stalled[pending] = True
+        # Rows that took the full step and still descend steeply (the Wolfe curvature condition
+        # fails) are in a long flat valley, e.g. E drifting towards 0: stretch their step while
+        # that pays, or they would crawl there for thousands of iterations.
+        slope0 = dot(g, d)
+        grow = np.flatnonzero((step == 1.0) & ~stalled & (dot(new_g, d) < 0.9 * slope0))
+        for _ in range(30):
+            if len(grow) == 0:
+                break
+            step[grow] *= 4.0
+            cand = np.clip(th[grow] + step[grow, None] * d[grow], lo, hi)
+            fc, gc = problem.objective(cand, (Xw[grow], yw[grow]))
+            fc, gc = fc * scale[grow], gc * scale[grow, None]
+            ok = np.isfinite(fc) & (fc < new_f[grow]) & (np.abs(cand - new_th[grow]).max(-1) > 0)
+            better = grow[ok]
+            new_th[better], new_f[better], new_g[better] = cand[ok], fc[ok], gc[ok]
+            grow = better[dot(gc[ok], d[better]) < 0.9 * slope0[better]]
+        s, yv = new_th - th, new_g - g
+        sy = dot(s, yv)
+        keep = sy > 1e-12 * np.sqrt(dot(s, s) * dot(yv, yv))
+        slot = it % memory
+        S[:, slot], Y[:, slot] = s * keep[:, None], yv * keep[:, None]
+        rho[:, slot] = np.where(keep, 1.0 / np.where(keep, sy, 1.0), 0.0)
+        decrease = (f - new_f) / np.maximum(np.maximum(np.abs(f), np.abs(new_f)), 1.0)
+        quiet = np.where(decrease <= ftol, quiet + 1, 0)
+        pg = np.abs(np.clip(new_th - new_g, lo, hi) - new_th).max(-1)      # projected gradient
+        th, f, g = new_th, new_f, new_g
+        history = (history + [f])[-window - 1:]
+        crawl = (history[0] - f) / np.maximum(np.abs(f), 1e-300) <= wtol if len(history) > window else False
+        done = stalled | (quiet >= 2) | (pg <= gtol) | crawl
+        if done.any():
+            out[rows[done]], converged[rows[done]] = th[done], True
+            keep_rows = ~done
+            history = [h[keep_rows] for h in history]
+            rows, th, f, g, S, Y, rho, quiet, scale, Xw, yw = (
+                a[keep_rows] for a in (rows, th, f, g, S, Y, rho, quiet, scale, Xw, yw))
+            if len(rows) == 0:
+                break
+    out[rows] = th                            # rows still running at max_iter
+    return out, converged
 
 
 def _bootstrap_chunk(form: Form, X: np.ndarray, y: np.ndarray, delta: float, theta0: np.ndarray,
                      idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     problem = Problem(form, X, y, delta)
-    thetas, ok = np.empty((len(idx), len(theta0))), np.empty(len(idx), bool)
-    for i, rows in enumerate(idx):
-        data = problem.Xc[rows], problem.y[rows]
-        f0 = problem.objective(theta0[None], data, grad=False)[0]
-        r = _refine(problem, theta0, data, scale=1.0 / max(f0, 1e-300))
-        thetas[i], ok[i] = r.x, np.isfinite(r.fun)
-    return thetas, ok
+    return batched_lbfgs(problem, np.repeat(theta0[None], len(idx), 0), problem.Xc[idx], problem.y[idx],
+                         max_iter=500)
 
 
 def bootstrap(fitted: Fit, X: np.ndarray, y: np.ndarray, resamples: int, seed: int = 0,
-              delta: float = 1e-3, executor: Executor | None = None) -> dict[str, np.ndarray]:
+              delta: float = 1e-3, executor: Executor | None = None, chunks: int = 1) -> dict:
     """Refit `resamples` resamples of the runs (drawn with replacement), each warm-started from
-    the full-data optimum. Returns natural parameter arrays (one entry per usable resample) and
-    `failed`, the number of resamples whose fit did not produce a finite objective."""
+    the full-data optimum, in `chunks` pieces on `executor` when given (one per worker: each
+    piece pays the per-iteration overhead of its slowest refit once). Returns natural parameter arrays
+    (E, A, B, alpha, beta) and `unconverged`, the number of refits that stopped at the
+    iteration limit. Those are kept: they stall in flat valleys (typically E drifting to 0)
+    where the objective barely changes, and leaving them out would bias the intervals."""
     X = np.asarray(X, float).reshape(len(y), -1)
     idx = np.random.default_rng(seed).integers(0, len(y), size=(resamples, len(y)))
     args = (fitted.form, X, np.asarray(y, float), delta, fitted.theta)
-    if executor is None:
+    if executor is None or chunks < 2:
         parts = [_bootstrap_chunk(*args, idx)]
     else:
-        chunks = np.array_split(idx, min(resamples, 4 * (os.cpu_count() or 1)))
-        parts = list(executor.map(_bootstrap_chunk, *zip(*[(*args, c) for c in chunks])))
+        pieces = np.array_split(idx, min(resamples, chunks))
+        parts = list(executor.map(_bootstrap_chunk, *zip(*[(*args, c) for c in pieces])))
     thetas = np.concatenate([p[0] for p in parts])
-    ok = np.concatenate([p[1] for p in parts])
-    out = Problem(fitted.form, X, y, delta).natural(thetas[ok])
-    out["failed"] = int((~ok).sum())
+    done = np.concatenate([p[1] for p in parts])
+    out: dict = Problem(fitted.form, X, y, delta).natural(thetas)
+    out["unconverged"] = int((~done).sum())
     return out
 
 
@@ -289,68 +429,87 @@ def budgets(log_c: np.ndarray, tol: float = np.log(1.1)) -> np.ndarray:
     return labels
 
 
-def _parabola_min(log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray) -> tuple[float, float] | str:
-    """Vertex of loss ~ parabola in log N for one budget: (log N_opt, log D_opt), or why not."""
-    sizes = len(np.unique(log_n))
-    if sizes < 3:
-        return f"{sizes} distinct size(s): a parabola needs 3"
-    c2, c1, _ = np.polyfit(log_n, loss, 2)
-    if c2 <= 0:
-        return "loss is not convex in log N: no minimum"
-    vertex = -c1 / (2 * c2)
-    if not log_n.min() < vertex < log_n.max():
-        side = "smallest" if vertex <= log_n.min() else "largest"
-        return f"minimum lies beyond the {side} size tried: not interior"
+def _parabola_min(log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertex of loss ~ parabola in log N for one budget, vectorised over resamples: rows of
+    the (R, m) arrays are resamples of the budget's m runs. Returns log N_opt, log D_opt and a
+    reason code per row (0 ok, 1 fewer than 3 sizes, 2 not convex, 3 below the smallest size,
+    4 beyond the largest)."""
+    center = log_n.mean()
+    u = log_n - center
+    V = np.stack([u * u, u, np.ones_like(u)], axis=-1)                      # (R, m, 3)
+    sizes = 1 + (np.diff(np.sort(u, axis=-1), axis=-1) > 1e-9).sum(-1)
+    code = np.where(sizes < 3, 1, 0)
+    gram = np.einsum("rmi,rmj->rij", V, V) + np.where(code == 1, 1.0, 0.0)[:, None, None] * np.eye(3)
+    c2, c1, _ = np.moveaxis(np.linalg.solve(gram, np.einsum("rmi,rm->ri", V, loss)[..., None])[..., 0], -1, 0)
+    with np.errstate(all="ignore"):
+        vertex = -c1 / (2 * c2)
+    code = np.where(code == 0, np.where(c2 <= 0, 2, np.where(vertex <= u.min(-1), 3,
+                                        np.where(vertex >= u.max(-1), 4, 0))), code)
     # D along this budget: exactly linear in log N when C = 6ND, nearly so for other conventions.
-    slope, icept = np.polyfit(log_n, log_d, 1)
-    return float(vertex), float(icept + slope * vertex)
+    du, dd = u - u.mean(-1, keepdims=True), log_d - log_d.mean(-1, keepdims=True)
+    with np.errstate(all="ignore"):
+        slope = (du * dd).sum(-1) / (du * du).sum(-1)
+    log_d_opt = log_d.mean(-1) + slope * (vertex - u.mean(-1))
+    return vertex + center, log_d_opt, code
 
 
-def _exponents(log_c: np.ndarray, log_n: np.ndarray, log_d: np.ndarray) -> tuple[float, float]:
-    a = np.polyfit(log_c, log_n, 1)[0]
-    b = np.polyfit(log_c, log_d, 1)[0]
-    return float(a), float(b)
+REFUSALS = {1: "fewer than 3 distinct sizes: a parabola needs 3",
+            2: "loss is not convex in log N: no minimum",
+            3: "minimum lies below the smallest size tried: not interior",
+            4: "minimum lies beyond the largest size tried: not interior"}
+
+
+def _slopes(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Least-squares slopes of each row of Y (R, k) on x (k,)."""
+    dx = x - x.mean()
+    return (Y - Y.mean(-1, keepdims=True)) @ dx / (dx @ dx)
 
 
 def isoflop(labels: np.ndarray, log_c: np.ndarray, log_n: np.ndarray, log_d: np.ndarray,
-            loss: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict:
+            loss: np.ndarray, resamples: int = 1000, seed: int = 0, target_log_c: float | None = None) -> dict:
     """IsoFLOP analysis (Hoffmann et al. approach 2): per budget a parabola of loss in log N,
     its vertex N_opt (refused unless interior), then N_opt ~ C^a and D_opt ~ C^b by least squares
-    in log space. The bootstrap resamples runs within each budget; resamples where any accepted
-    budget loses its interior minimum are counted and skipped."""
+    in log space, extrapolated to `target_log_c` when given. The bootstrap resamples runs within
+    each budget; a resample in which any accepted budget loses its interior minimum is counted
+    as failed and skipped. Point estimates are plain floats; bootstrap draws sit in `draws`."""
     rows, accepted = [], []
     for label in np.unique(labels):
         m = labels == label
         entry = {"flops": float(np.exp(log_c[m].mean())), "runs": int(m.sum()),
-                 "flops_spread": float(np.exp(log_c[m].max() - log_c[m].min()) - 1)}
-        vertex = _parabola_min(log_n[m], log_d[m], loss[m])
-        if isinstance(vertex, str):
-            entry["reason"] = vertex
+                 "flops_spread": float(np.exp(log_c[m].max() - log_c[m].min()) - 1),
+                 "params": np.exp(log_n[m]).tolist(), "tokens": np.exp(log_d[m]).tolist(), "loss": loss[m].tolist()}
+        ln, ld, code = _parabola_min(log_n[m][None], log_d[m][None], loss[m][None])
+        if code[0]:
+            entry["reason"] = REFUSALS[int(code[0])]
         else:
-            entry["N_opt"], entry["D_opt"] = float(np.exp(vertex[0])), float(np.exp(vertex[1]))
-            accepted.append((m, vertex))
+            entry["N_opt"], entry["D_opt"] = float(np.exp(ln[0])), float(np.exp(ld[0]))
+            entry["loss_opt"] = float(np.polyval(np.polyfit(log_n[m], loss[m], 2), ln[0]))
+            accepted.append((np.flatnonzero(m), ln[0], ld[0]))
         rows.append(entry)
     out: dict = {"budgets": rows}
     if len(accepted) < 2:
-        out["reason"] = f"{len(accepted)} budget(s) with an interior minimum: the exponents need 2"
+        out["reason"] = f"{len(accepted)} budget(s) with an interior minimum: the exponents need at least 2"
         return out
-    lc = np.array([log_c[m].mean() for m, _ in accepted])
-    ln = np.array([v[0] for _, v in accepted])
-    ld = np.array([v[1] for _, v in accepted])
-    out["a"], out["b"] = _exponents(lc, ln, ld)
+    lc = np.array([log_c[i].mean() for i, _, _ in accepted])
+
+    def lines(ln: np.ndarray, ld: np.ndarray) -> dict[str, np.ndarray]:
+        got = {"a": _slopes(lc, ln), "b": _slopes(lc, ld)}
+        if target_log_c is not None:     # the fitted lines, extrapolated to the target
+            got["N_opt"] = np.exp(ln.mean(-1) + got["a"] * (target_log_c - lc.mean()))
+            got["D_opt"] = np.exp(ld.mean(-1) + got["b"] * (target_log_c - lc.mean()))
+        return got
+
+    point = lines(np.array([[v for _, v, _ in accepted]]), np.array([[v for _, _, v in accepted]]))
+    out.update({k: float(v[0]) for k, v in point.items()})
+    if resamples <= 0:
+        return out
     rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        vs = []
-        for m, _ in accepted:
-            pick = rng.choice(np.flatnonzero(m), size=int(m.sum()))
-            v = _parabola_min(log_n[pick], log_d[pick], loss[pick])
-            if isinstance(v, str):
-                break
-            vs.append(v)
-        else:
-            v = np.array(vs)
-            draws.append(_exponents(lc, v[:, 0], v[:, 1]))
-    out["draws"] = np.array(draws).reshape(-1, 2)
-    out["resamples"], out["failed"] = resamples, resamples - len(draws)
+    ln_all, ld_all, ok = [], [], np.ones(resamples, bool)
+    for i, _, _ in accepted:
+        pick = i[rng.integers(0, len(i), size=(resamples, len(i)))]
+        ln, ld, code = _parabola_min(log_n[pick], log_d[pick], loss[pick])
+        ln_all.append(ln), ld_all.append(ld)
+        ok &= code == 0
+    out["draws"] = lines(np.array(ln_all).T[ok], np.array(ld_all).T[ok])
+    out["resamples"], out["failed"] = resamples, int((~ok).sum())
     return out

@@ -1,0 +1,708 @@
+"""Scaling-law fits of a study's runs or of a table of runs (CSV or Parquet): which runs count,
+under which N and C conventions, which laws to fit, with bootstrap intervals, backtests, an
+IsoFLOP analysis, compute-optimal allocation and group comparisons. The numbers come from
+`workbench.powerlaw`; this module chooses the data, keeps the books, and explains.
+
+A result is one JSON-able dict; where the data cannot support a number, the dict carries a
+`reason` instead, so reports can say why rather than draw a wrong line. Its layout:
+
+    source, kind (study|table), layout (study-export|runs), study, x, target_flops
+    conventions {N, C, loss, group_by, flops_per_param_token}   counts {rows, used, excluded}
+    estimator {objective, huber_delta, parametrisation, optimizer, bootstrap, interval, seed, outliers}
+    forms {x|x-noE|nd|nd-tied: {label, runs, params {E, A, alpha[, B, beta]: {estimate, lo, hi}},
+           derived {loss_at_target | a, b, N_opt, D_opt, tokens_per_param, loss_at_target},
+           gof {runs, r2_log, rmse_log, objective, grad_norm, converged, message, starts_agreeing},
+           curve {axis, x, y, lo, hi}, bootstrap {resamples, unconverged}, outliers_dropped,
+           backtest {holdout, by, train_runs, test_runs, mae, bias, max_abs, ..., held_out}, warnings}
+           or {label, runs, reason}}
+    isoflop {budgets [{flops, runs, params, tokens, loss, N_opt, D_opt, loss_opt | reason}],
+             a, b, N_opt, D_opt (at N_opt_at), resamples, failed, interval_reason} or {reason}
+    allocation {from, target_flops, flops_per_param_token, a, b, N_opt, D_opt, tokens_per_param,
+                loss_at_target} or {reason}
+    groups {by, fits {value: {runs, forms, isoflop, allocation, notes} or {runs, reason}},
+            comparisons [{groups, form, quantity, difference, intervals_overlap, resolved, verdict}]}
+    notes, warnings, unsupported, predictions: lists of sentences"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from workbench import powerlaw as pw
+
+
+class FitError(Exception):
+    """A problem with the input a user can fix: one line naming the file and the column."""
+
+
+N_COLUMNS = {"total": "params.total", "nonembedding": "params.nonembedding", "matmul": "params.matmul"}
+C_COLUMNS = {"6N": "compute.6N", "6N+attn": "compute.6N+attn"}
+FORMS = {"x": pw.Form(terms=1), "x-noE": pw.Form(terms=1, has_e=False),
+         "nd": pw.Form(terms=2), "nd-tied": pw.Form(terms=2, tied=True)}
+AXIS_SYMBOL = {"flops": "C", "params": "N", "tokens": "D"}
+TABLE_COLUMNS = "params, tokens, loss (optional: flops, group)"
+MIN_GROUP_RUNS = 4
+MIN_DECADES = 0.3           # N and D must each span a factor 2 for L(N, D) to be identifiable
+
+
+# ----------------------------------------------------------------------------------- input
+
+
+def load_runs(source: Path, *, loss: str = "val_bpb", n_convention: str = "total",
+              c_convention: str = "6N+attn", storage: str | None = None,
+              group_by: str | None = None) -> tuple[pl.DataFrame, dict]:
+    """The runs to fit, as a table with columns params, tokens, flops, loss, group (str or
+    null) and budget (a ladder run's nominal compute, else null), plus provenance: where they
+    came from, how many rows were excluded and why, and the conventions used.
+
+    SOURCE is a study file (YAML with `base:`; its storage is read), a study export (Parquet or
+    CSV with `params.total`, `status`, ...) or an external table with the columns params,
+    tokens, loss and optionally flops and group. Only completed runs of a study are kept."""
+    source = Path(source)
+    if not source.is_file():
+        raise FitError(f"{source}: no such file")
+    if n_convention not in N_COLUMNS:
+        raise FitError(f"unknown N convention {n_convention!r}: choose one of {', '.join(N_COLUMNS)}")
+    if c_convention not in C_COLUMNS:
+        raise FitError(f"unknown C convention {c_convention!r}: choose one of {', '.join(C_COLUMNS)}")
+    if source.suffix in (".yaml", ".yml"):
+        from workbench.results import trials_table
+        from workbench.search import load_study
+        from workbench.specfile import read_yaml
+        from workbench.study import default_storage, load_existing
+        if "base" not in read_yaml(source)[0]:
+            raise FitError(f"{source}: a spec, not a study (a study file has a top-level `base:`)")
+        study = load_study(source)
+        table = trials_table(load_existing(study, storage or default_storage(study)))
+        group_by = study.spec.scaling.group_by if group_by is None else group_by
+        ladder = study.spec.ladder
+        runs, prov = _from_export(table, str(source), loss, n_convention, c_convention, group_by,
+                                  ladder.flops_convention if ladder and ladder.flops else None)
+        prov.update(kind="study", study=study.name, defaults={"x": study.spec.scaling.x, "group_by": group_by})
+        return runs, prov
+    table = _read_table(source)
+    if "params" in table.columns or "params.total" not in table.columns:
+        runs, prov = _from_table(table, str(source), loss, group_by)
+    else:
+        runs, prov = _from_export(table, str(source), loss, n_convention, c_convention, group_by)
+    prov.update(kind="table", study=None, defaults={"x": "flops", "group_by": group_by})
+    return runs, prov
+
+
+def _read_table(path: Path) -> pl.DataFrame:
+    try:
+        if path.suffix == ".csv":
+            return pl.read_csv(path, infer_schema_length=None)
+        if path.suffix in (".parquet", ".pq"):
+            return pl.read_parquet(path)
+    except Exception as e:
+        raise FitError(f"{path}: cannot read the table: {str(e).splitlines()[0]}") from None
+    raise FitError(f"{path}: not a study (.yaml) or a table of runs (.csv, .parquet)")
+
+
+def _group_column(table: pl.DataFrame, where: str, group_by: str | None) -> pl.Series:
+    if group_by is None:
+        name = "group" if "group" in table.columns else None
+    else:
+        name = next((c for c in (group_by, f"spec.{group_by}") if c in table.columns), None)
+        if name is None:
+            raise FitError(f"{where}: no column {group_by!r} (nor spec.{group_by}) to group by")
+    if name is None:
+        return pl.Series("group", [None] * len(table), pl.String)
+    return table[name].cast(pl.String).alias("group")
+
+
+def _from_table(table: pl.DataFrame, where: str, loss: str, group_by: str | None):
+    """An external table: every value must be usable, or one clear error says where not."""
+    loss_col = loss if loss in table.columns else "loss"
+    missing = [c for c in ("params", "tokens", loss_col) if c not in table.columns]
+    if missing:
+        raise FitError(f"{where}: missing column(s) {', '.join(map(repr, missing))}: "
+                       f"a table of runs needs {TABLE_COLUMNS}")
+    has_flops = "flops" in table.columns
+    for col in ["params", "tokens", loss_col] + (["flops"] if has_flops else []):
+        _check_positive(table, col, where)
+    cols = {c: table[c].cast(pl.Float64) for c in ("params", "tokens")}
+    runs = pl.DataFrame({
+        **cols, "flops": table["flops"].cast(pl.Float64) if has_flops else 6.0 * cols["params"] * cols["tokens"],
+        "loss": table[loss_col].cast(pl.Float64), "group": _group_column(table, where, group_by),
+        "budget": pl.Series([None] * len(table), dtype=pl.Float64)})
+    notes = [] if has_flops else ["C = 6·N·D: the table has no flops column"]
+    return runs, {"source": where, "layout": "runs", "rows": len(table), "used": len(runs), "excluded": {},
+                  "conventions": {"N": "params", "C": "flops" if has_flops else "6ND", "loss": loss_col,
+                                  "group_by": group_by or ("group" if "group" in table.columns else None)},
+                  "notes": notes}
+
+
+def _check_positive(table: pl.DataFrame, col: str, where: str) -> None:
+    try:
+        values = table[col].cast(pl.Float64).to_numpy()
+    except Exception:
+        raise FitError(f"{where}: column {col!r} is not numeric ({table[col].dtype})") from None
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise FitError(f"{where}: column {col!r} has {int(bad.sum())} missing, non-finite or "
+                       f"non-positive value(s) (first at row {first + 1}: {table[col][first]})")
+
+
+def _from_export(table: pl.DataFrame, where: str, loss: str, n_convention: str, c_convention: str,
+                 group_by: str | None, ladder_convention: str | None = "per run"):
+    """A study's trials: keep completed runs, count the rest by status, pick the columns of the
+    chosen conventions. `ladder_convention` is the convention of an IsoFLOP ladder's budgets
+    (None: the study has none; "per run": unknown, as in an export, so each run's
+    spec.train.budget.flops_convention stands in)."""
+    n_col, c_col = N_COLUMNS[n_convention], C_COLUMNS[c_convention]
+    excluded: dict[str, int] = {}
+    if "status" in table.columns:
+        for status, count in table.group_by("status").len().sort("status").iter_rows():
+            if status != "completed":
+                excluded[str(status)] = count
+        kept = table.filter(pl.col("status") == "completed")
+    else:
+        kept = table
+    if len(kept):
+        missing = [c for c in (n_col, "tokens", c_col, loss) if c not in kept.columns]
+        if missing:
+            raise FitError(f"{where}: missing column(s) {', '.join(map(repr, missing))} "
+                           f"(N convention {n_convention!r}, C convention {c_convention!r}, loss {loss!r})")
+    else:   # nothing completed yet: the result will say so, form by form
+        kept = pl.DataFrame({c: pl.Series([], dtype=pl.Float64) for c in (n_col, "tokens", c_col, loss)})
+    runs = pl.DataFrame({"params": kept[n_col].cast(pl.Float64), "tokens": kept["tokens"].cast(pl.Float64),
+                         "flops": kept[c_col].cast(pl.Float64), "loss": kept[loss].cast(pl.Float64),
+                         "group": _group_column(kept, where, group_by) if len(kept) else
+                         pl.Series([], dtype=pl.String), "budget": _ladder_budget(kept, ladder_convention)})
+    ok = pl.all_horizontal([pl.col(c).is_finite() & (pl.col(c) > 0) for c in ("params", "tokens", "flops", "loss")])
+    invalid = len(runs) - runs.filter(ok.fill_null(False)).height
+    if invalid:
+        excluded["no usable loss or size"] = invalid
+    runs = runs.filter(ok.fill_null(False))
+    return runs, {"source": where, "layout": "study-export", "rows": len(table), "used": len(runs),
+                  "excluded": excluded, "notes": [],
+                  "conventions": {"N": n_col, "C": c_col, "loss": loss, "group_by": group_by}}
+
+
+def _ladder_budget(kept: pl.DataFrame, convention: str | None) -> pl.Series:
+    """A ladder run's compute under the convention its budget was set in, so that one budget's
+    runs group exactly even when C is reported in another convention (which spreads them)."""
+    none = pl.Series("budget", [None] * len(kept), pl.Float64)
+    if convention is None or not len(kept) or "origin" not in kept.columns:
+        return none
+    ladder = pl.col("origin") == "ladder"
+    if convention != "per run":
+        expr = pl.when(ladder).then(pl.col(C_COLUMNS[convention]))
+        return kept.select(expr.cast(pl.Float64)).to_series().alias("budget")
+    field = "spec.train.budget.flops_convention"
+    if field not in kept.columns:
+        return none
+    expr = pl.lit(None, pl.Float64)
+    for name, col in C_COLUMNS.items():
+        if col in kept.columns:
+            expr = pl.when(ladder & (pl.col(field) == name)).then(pl.col(col)).otherwise(expr)
+    return kept.select(expr.cast(pl.Float64)).to_series().alias("budget")
+
+
+def fit_path(source: Path) -> Path:
+    """Where a fit's JSON goes: runs/<study>/fit.json for a study, <table>.fit.json beside a table."""
+    source = Path(source)
+    if source.suffix in (".yaml", ".yml"):
+        from workbench.search import load_study
+        from workbench.study import study_dir
+        return study_dir(load_study(source)) / "fit.json"
+    return source.with_name(source.name + ".fit.json")
+
+
+def save(result: dict, path: Path) -> Path:
+    """Write a result (as returned by fit_source) as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------------ fits
+
+
+def fit_source(source: Path, *, x: str | None = None, form: str = "auto", group_by: str | None = None,
+               target_flops: float | None = None, bootstrap: int = 1000, huber_delta: float = 1e-3,
+               loss: str = "val_bpb", n_convention: str = "total", c_convention: str = "6N+attn",
+               holdout: float = 0.2, storage: str | None = None, seed: int = 0,
+               fixed_e: float | None = None, outliers: float | None = None,
+               workers: int | None = None) -> dict:
+    """Load the runs of SOURCE and fit them: the requested forms (`auto`: L(x), plus L(N, D)
+    when N and D both vary; or a comma-separated list of x, x-noE, nd, nd-tied), each with
+    percentile bootstrap intervals and a backtest; an IsoFLOP analysis; compute-optimal
+    allocation at `target_flops` (default: 100x the largest run) from the L(N, D) fit; and, with
+    `group_by`, the same per group with pairwise comparisons. For a study, x and group_by
+    default to its `scaling:` section. `outliers=k` drops runs whose log residual lies more
+    than k robust SDs out (counted); `fixed_e` fixes E. Returns a JSON-able dict."""
+    runs, prov = load_runs(source, loss=loss, n_convention=n_convention, c_convention=c_convention,
+                           storage=storage, group_by=group_by)
+    x = x or prov["defaults"]["x"]
+    if x not in AXIS_SYMBOL:
+        raise FitError(f"unknown x {x!r}: choose flops, params or tokens")
+    names = _form_names(form)
+    if target_flops is None and len(runs):
+        target_flops = 100.0 * float(runs["flops"].max())
+    opts = {"x": x, "forms": names, "target": target_flops, "bootstrap": bootstrap, "delta": huber_delta,
+            "holdout": holdout, "seed": seed, "fixed_e": fixed_e, "outliers": outliers,
+            "workers": workers or len(os.sched_getaffinity(0))}
+    workers = opts["workers"]
+    # Worker processes pay off once there are a hundred refits: ill-posed ones take many iterations.
+    pool = ProcessPoolExecutor(workers) if workers > 1 and bootstrap >= 100 and len(runs) >= 4 else nullcontext()
+    with pool as executor:
+        overall, _ = _fit_runs(runs, opts, executor)
+        groups = _fit_groups(runs, opts, executor, prov["conventions"]["group_by"])
+    k = overall.pop("k")
+    notes = prov["notes"] + overall.pop("notes")
+    result = {
+        "source": prov["source"], "kind": prov["kind"], "layout": prov["layout"], "study": prov["study"], "x": x,
+        "target_flops": target_flops,
+        "conventions": {**prov["conventions"], "flops_per_param_token": k},
+        "counts": {"rows": prov["rows"], "used": prov["used"], "excluded": prov["excluded"]},
+        "estimator": {"objective": "sum over runs of Huber(log L_hat - log L)", "huber_delta": huber_delta,
+                      "parametrisation": "log L_hat = LSE(a - alpha log N, b - beta log D, e)",
+                      "optimizer": "grid of starts, best 5 refined, finished with scipy L-BFGS-B",
+                      "bootstrap": bootstrap, "interval": 0.95, "seed": seed,
+                      "outliers": "none" if outliers is None else
+                      f"drop runs whose log residual is more than {outliers:g} robust SDs from the median"},
+        **overall, "groups": groups, "notes": notes,
+    }
+    result["warnings"] = _all_warnings(result)
+    result["unsupported"] = _unsupported(result)
+    result["predictions"] = _predictions(result)
+    return _clean(result)
+
+
+def _form_names(form: str) -> list[str]:
+    names = ["auto"] if form == "auto" else [f.strip() for f in form.split(",") if f.strip()]
+    unknown = [n for n in names if n != "auto" and n not in FORMS]
+    if unknown or not names:
+        raise FitError(f"unknown form {form!r}: choose auto or a list of {', '.join(FORMS)}")
+    return names
+
+
+def _fit_runs(runs: pl.DataFrame, opts: dict, executor) -> tuple[dict, dict]:
+    """Every requested form, the IsoFLOP analysis and the allocation for one set of runs.
+    Returns the JSON part and the bootstrap draws of the quantities groups are compared on."""
+    N, D, C, L = (runs[c].to_numpy().astype(float) for c in ("params", "tokens", "flops", "loss"))
+    out: dict[str, Any] = {"forms": {}, "notes": []}
+    draws: dict[str, dict] = {}
+    k = float(np.median(C / (N * D))) if len(runs) else 6.0
+    out["k"] = k
+    spread = float(np.exp(np.ptp(np.log(C / (N * D))))) if len(runs) else 1.0
+    if spread > 1.1:
+        out["notes"].append(f"C/(N·D) varies {spread:.2f}x across runs under these conventions; "
+                            f"allocation uses C = {k:.3g}·N·D (the median)")
+    names = ["x", "nd"] if opts["forms"] == ["auto"] else opts["forms"]
+    nd_reason = _nd_reason(N, D)
+    for name in names:
+        if FORMS[name].terms == 2 and nd_reason:
+            out["forms"][name] = {"label": _label(name, opts), "runs": len(L), "reason": nd_reason}
+            continue
+        out["forms"][name], d = _fit_form(name, N, D, C, L, k, opts, executor)
+        if d:
+            draws[name] = d
+    out["isoflop"] = _isoflop(runs, opts)
+    nd = next((n for n in ("nd", "nd-tied") if "params" in out["forms"].get(n, {})), None)
+    out["allocation"] = {"from": nd, "target_flops": opts["target"], "flops_per_param_token": k,
+                         **out["forms"][nd]["derived"]} if nd else \
+        {"reason": "no L(N, D) fit: " + next((out["forms"][n]["reason"] for n in ("nd", "nd-tied")
+                                               if n in out["forms"]), "not requested (form nd or nd-tied)")}
+    if opts["target"] and len(runs):
+        factor = opts["target"] / C.max()
+        out["notes"].append(f"target compute {opts['target']:.3g} FLOPs is {factor:.3g}x the largest run "
+                            f"({C.max():.3g}): predictions there are extrapolations; see the backtests")
+    return out, draws
+
+
+def _nd_reason(N: np.ndarray, D: np.ndarray) -> str | None:
+    """Why L(N, D) cannot be fitted to these runs, or None if it can."""
+    if len(N) < len(FORMS["nd"].names) + 1:
+        return f"{len(N)} runs: L(N, D) needs at least {len(FORMS['nd'].names) + 1}"
+    for name, v in (("N", N), ("D", D)):
+        if np.ptp(np.log10(v)) < MIN_DECADES:
+            return f"{name} spans only a factor {np.ptp(v) / v.min() + 1:.2f}: L(N, D) needs both N and D to vary"
+    if abs(np.corrcoef(np.log(N), np.log(D))[0, 1]) > 0.98:
+        return "log N and log D move together (correlation > 0.98): their effects cannot be separated"
+    return None
+
+
+def _label(name: str, opts: dict) -> str:
+    sym = AXIS_SYMBOL[opts["x"]]
+    e = "E + " if opts["fixed_e"] is None else f"E(fixed {opts['fixed_e']:g}) + "
+    return {"x": f"L({sym}) = {e}A·{sym}^-alpha", "x-noE": f"L({sym}) = A·{sym}^-alpha",
+            "nd": f"L(N, D) = {e}A/N^alpha + B/D^beta",
+            "nd-tied": f"L(N, D) = {e}A/N^alpha + B/D^alpha (alpha = beta)"}[name]
+
+
+def _fit_form(name: str, N, D, C, L, k: float, opts: dict, executor) -> tuple[dict, dict]:
+    form = FORMS[name]
+    if opts["fixed_e"] is not None and form.has_e:
+        form = pw.Form(form.terms, True, form.tied, opts["fixed_e"])
+    entry: dict[str, Any] = {"label": _label(name, opts), "runs": len(L)}
+    need = len(form.names) + 1
+    if len(L) < need:
+        return {**entry, "reason": f"{len(L)} runs: this form needs at least {need}"}, {}
+    if form.terms == 2:
+        X, key = np.log(np.c_[N, D]), C
+    else:
+        X = np.log({"flops": C, "params": N, "tokens": D}[opts["x"]])[:, None]
+        key = np.exp(X[:, 0])
+    y = np.log(L)
+    fitted = pw.fit(form, X, y, opts["delta"])
+    if opts["outliers"] is not None:
+        drop = pw.outliers(y - np.log(pw.predict(form, fitted.params, X)), opts["outliers"])
+        entry["outliers_dropped"] = int(drop.sum())
+        if drop.any() and (~drop).sum() >= need:
+            X, y, key = X[~drop], y[~drop], key[~drop]
+            fitted = pw.fit(form, X, y, opts["delta"])
+    pred = pw.predict(form, fitted.params, X)
+    resid = y - np.log(pred)
+    entry["gof"] = {"runs": len(y), "r2_log": float(1 - (resid ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-300)),
+                    "rmse_log": float(np.sqrt((resid ** 2).mean())), "objective": fitted.objective,
+                    "grad_norm": fitted.grad_norm, "converged": fitted.converged, "message": fitted.message,
+                    "starts_agreeing": fitted.starts_agreeing}
+    draws = pw.bootstrap(fitted, X, y, opts["bootstrap"], opts["seed"], opts["delta"], executor, opts["workers"]) \
+        if opts["bootstrap"] else None
+    shown = ["E", "A", "alpha"] + (["B", "beta"] if form.terms == 2 else [])
+    if not form.has_e:
+        shown.remove("E")
+    entry["params"] = {p: _estimate(fitted.params[p], draws and draws[p]) for p in shown}
+    if form.fixed_e is not None:
+        entry["params"]["E"] = {"estimate": form.fixed_e, "lo": None, "hi": None, "fixed": True}
+    if form.tied:
+        entry["params"]["beta"]["tied_to"] = "alpha"
+    compare = {p: draws[p] for p in ("alpha", "beta") if draws and p in shown and not (p == "beta" and form.tied)}
+    if form.terms == 2 and opts["target"]:
+        point = pw.allocation(fitted.params, k, opts["target"])
+        boot = pw.allocation(draws, k, opts["target"]) if draws else {}
+        entry["derived"] = {q: _estimate(point[q], boot.get(q)) for q in point}
+        compare.update({q: boot[q] for q in ("a", "loss_at_target") if boot})
+    elif opts["x"] == "flops" and opts["target"]:
+        at = lambda p: p["E"] * form.has_e + p["A"] * opts["target"] ** -np.asarray(p["alpha"])
+        entry["derived"] = {"loss_at_target": _estimate(float(at(fitted.params)), draws and at(draws))}
+        if draws:
+            compare["loss_at_target"] = at(draws)
+    entry["curve"] = _curve(form, fitted.params, draws, N, D, C, k, opts)
+    if draws:
+        entry["bootstrap"] = {"resamples": opts["bootstrap"], "unconverged": draws["unconverged"]}
+    entry["backtest"] = pw.backtest(form, X, y, key, opts["holdout"], opts["delta"])
+    entry["backtest"]["by"] = "flops" if form.terms == 2 else opts["x"]
+    entry["warnings"] = _form_warnings(fitted, L, draws, opts)
+    return entry, compare
+
+
+def _curve(form: pw.Form, params: dict, draws, N, D, C, k: float, opts: dict) -> dict:
+    """The fitted law along its axis for plots, with a 95% bootstrap band: L(x) from the
+    smallest run to the largest (to the target, for compute); for L(N, D), the compute-optimal
+    loss along C."""
+    if form.terms == 2:
+        axis, xs = "flops", np.geomspace(C.min(), max(C.max(), opts["target"] or 0), 60)
+        columns = lambda p: {q: np.asarray(p[q], float)[..., None] for q in ("E", "A", "B", "alpha", "beta")}
+        along = lambda p: pw.allocation(columns(p), k, xs)["loss_at_target"]
+    else:
+        axis = opts["x"]
+        v = {"flops": C, "params": N, "tokens": D}[axis]
+        xs = np.geomspace(v.min(), max(v.max(), (opts["target"] or 0) if axis == "flops" else 0), 60)
+        along = lambda p: np.asarray(p["E"], float)[..., None] * form.has_e \
+            + np.asarray(p["A"], float)[..., None] * xs ** -np.asarray(p["alpha"], float)[..., None]
+    out = {"axis": axis, "x": xs, "y": along(params)}
+    if draws:
+        band = along(draws)
+        out["lo"], out["hi"] = np.nanpercentile(band, 2.5, axis=0), np.nanpercentile(band, 97.5, axis=0)
+    return out
+
+
+def _estimate(value: float, draws) -> dict:
+    lo, hi = pw.interval(draws) if draws is not None else (None, None)
+    return {"estimate": float(value), "lo": lo, "hi": hi}
+
+
+BOUND_HINTS = {("alpha", "lower"): "no power-law decrease in the data",
+               ("beta", "lower"): "no power-law decrease in the data",
+               ("alpha", "upper"): "implausibly steep: the data cannot pin this term down",
+               ("beta", "upper"): "implausibly steep: the data cannot pin this term down",
+               ("e", "lower"): "E is effectively 0: the data show no floor (try form x-noE)",
+               ("e", "upper"): "E above the losses: the law is flat"}
+
+
+def _form_warnings(fitted: pw.Fit, L: np.ndarray, draws, opts: dict) -> list[str]:
+    out = []
+    for name, side in fitted.at_bound:
+        shown = {"a": "A", "b": "B", "e": "E"}.get(name, name)
+        out.append(f"{shown} sits at its {side} bound: "
+                   + BOUND_HINTS.get((name, side), "the optimum lies outside the search box"))
+    if fitted.form.has_e and fitted.params["E"] > L.min():
+        out.append(f"E = {fitted.params['E']:.4g} lies above the lowest observed loss ({L.min():.4g})")
+    if not fitted.converged:
+        out.append(f"L-BFGS-B did not report convergence: {fitted.message}")
+    if draws and draws["unconverged"] > 0.01 * opts["bootstrap"]:
+        out.append(f"{draws['unconverged']} of {opts['bootstrap']} bootstrap refits stopped at the iteration "
+                   "limit in a flat valley (kept): the data barely constrain some parameter")
+    return out
+
+
+def _isoflop(runs: pl.DataFrame, opts: dict) -> dict:
+    """Budgets: a ladder's nominal budgets when the runs carry them, else runs grouped by C."""
+    designed = runs.filter(pl.col("budget").is_not_null())
+    use = designed if len(designed) else runs
+    if len(use) < 3:
+        return {"reason": f"{len(use)} runs: an IsoFLOP analysis needs budgets of at least 3 sizes each"}
+    N, D, C, L = (use[c].to_numpy().astype(float) for c in ("params", "tokens", "flops", "loss"))
+    labels = pw.budgets(np.log(use["budget"].to_numpy().astype(float) if len(designed) else C))
+    out = pw.isoflop(labels, np.log(C), np.log(N), np.log(D), L, opts["bootstrap"], opts["seed"],
+                     np.log(opts["target"]) if opts["target"] else None)
+    out["budgets_from"] = "ladder budgets" if len(designed) else "runs grouped by compute (within 10%)"
+    draws = out.pop("draws", None)
+    # Resamples that lose a budget's interior minimum are skipped; when many are, the rest are
+    # a biased subset and their spread is no interval at all.
+    usable = draws is not None and opts["bootstrap"] and out["failed"] <= 0.2 * out["resamples"]
+    if draws is not None and opts["bootstrap"] and not usable:
+        out["interval_reason"] = (f"{out['failed']} of {out['resamples']} resamples lost an interior minimum: "
+                                  "too few runs per budget for bootstrap intervals")
+    for q in ("a", "b", "N_opt", "D_opt"):
+        if q in out:
+            out[q] = _estimate(out[q], draws[q] if usable else None)
+    if "N_opt" in out:
+        out["N_opt_at"] = out["D_opt_at"] = opts["target"]
+    return out
+
+
+def _fit_groups(runs: pl.DataFrame, opts: dict, executor, by: str | None) -> dict | None:
+    """Fit each group alone, then compare every pair on the quantities both groups have."""
+    if by is None or runs["group"].null_count() == len(runs):
+        return None
+    fits, draws = {}, {}
+    for (value,), part in sorted(runs.group_by("group"), key=lambda g: str(g[0][0])):
+        value = str(value)
+        if len(part) < MIN_GROUP_RUNS:
+            fits[value] = {"runs": len(part), "reason": f"{len(part)} run(s): a group needs at least {MIN_GROUP_RUNS}"}
+            continue
+        fits[value], draws[value] = _fit_runs(part, opts, executor)
+        fits[value]["runs"] = len(part)
+        fits[value].pop("k")
+    comparisons = []
+    names = sorted(draws)
+    for i, g1 in enumerate(names):
+        for g2 in names[i + 1:]:
+            for form in sorted(set(draws[g1]) & set(draws[g2])):
+                for q in sorted(set(draws[g1][form]) & set(draws[g2][form])):
+                    comparisons.append(_compare(g1, g2, form, q, fits, draws))
+    return {"by": by, "fits": fits, "comparisons": comparisons}
+
+
+def _compare(g1: str, g2: str, form: str, q: str, fits: dict, draws: dict) -> dict:
+    """Is the difference in q between two groups resolved? Groups are independent samples, so
+    their bootstrap draws pair at random; the 95% interval of the difference either excludes 0
+    (resolved) or not."""
+    def point(g):
+        entry = fits[g]["forms"][form]
+        src = entry["params"].get(q) or entry["derived"][q]
+        return src["estimate"], src["lo"], src["hi"]
+    d1, d2 = np.asarray(draws[g1][form][q]), np.asarray(draws[g2][form][q])
+    m = min(len(d1), len(d2))
+    diff = d1[:m] - d2[:m]
+    (e1, lo1, hi1), (e2, lo2, hi2) = point(g1), point(g2)
+    lo, hi = pw.interval(diff)
+    resolved = bool(m and np.isfinite(lo) and (lo > 0 or hi < 0))
+    overlap = bool(lo1 is not None and lo2 is not None and lo1 <= hi2 and lo2 <= hi1)
+    verdict = (f"{q} ({form}): {g1} {e1:.4g} vs {g2} {e2:.4g}; difference {e1 - e2:+.4g} "
+               f"[{lo:+.3g}, {hi:+.3g}] " + ("excludes 0: resolved by the data" if resolved
+                                             else "contains 0: not resolved by the data"))
+    return {"groups": [g1, g2], "form": form, "quantity": q, "difference": {"estimate": e1 - e2, "lo": lo, "hi": hi},
+            "intervals_overlap": overlap, "resolved": resolved, "verdict": verdict}
+
+
+def _all_warnings(result: dict) -> list[str]:
+    return [f"{prefix}{entry['label']}: {w}" for prefix, part in _parts(result)
+            for entry in (part.get("forms") or {}).values() for w in entry.get("warnings", [])]
+
+
+def _parts(result: dict) -> list[tuple[str, dict]]:
+    """The overall fit and each fitted group, with a prefix naming the group."""
+    fits = (result.get("groups") or {}).get("fits") or {}
+    by = (result.get("groups") or {}).get("by")
+    return [("", result)] + [(f"{by} = {g}: ", f) for g, f in fits.items()]
+
+
+def _unsupported(result: dict) -> list[str]:
+    """Every place the data could not support a number, with the reason (for reports)."""
+    out = []
+    for prefix, part in _parts(result):
+        if "reason" in part:
+            out.append(f"{prefix}{part['reason']}")
+            continue
+        out += [f"{prefix}{e['label']}: {e['reason']}" for e in part["forms"].values() if "reason" in e]
+        if "reason" in part["isoflop"]:
+            out.append(f"{prefix}IsoFLOP: {part['isoflop']['reason']}")
+    return out
+
+
+def _predictions(result: dict) -> list[str]:
+    """One sentence per usable prediction at the target compute, with its interval."""
+    def est(e: dict, fmt: str = ".3g") -> str:
+        text = format(e["estimate"], fmt)
+        return text + (f" [{format(e['lo'], fmt)}, {format(e['hi'], fmt)}]" if e.get("lo") is not None else "")
+    out = []
+    for prefix, part in _parts(result):
+        alloc = part.get("allocation") or {}
+        if "N_opt" in alloc:
+            out.append(f"{prefix}at C = {alloc['target_flops']:.3g} FLOPs, L(N, D) says: train "
+                       f"N = {est(alloc['N_opt'])} parameters on D = {est(alloc['D_opt'])} tokens "
+                       f"({est(alloc['tokens_per_param'])} tokens per parameter); "
+                       f"predicted loss {est(alloc['loss_at_target'], '.4g')}")
+        iso = part.get("isoflop") or {}
+        if "a" in iso:
+            line = f"{prefix}IsoFLOP: N_opt ∝ C^{est(iso['a'])}, D_opt ∝ C^{est(iso['b'])}"
+            if "N_opt" in iso:
+                line += f"; at C = {iso['N_opt_at']:.3g}: N_opt = {est(iso['N_opt'])}, D_opt = {est(iso['D_opt'])}"
+            out.append(line)
+        x_form = (part.get("forms") or {}).get("x") or {}
+        if "loss_at_target" in x_form.get("derived", {}):
+            out.append(f"{prefix}{x_form['label']} predicts loss {est(x_form['derived']['loss_at_target'], '.4g')} "
+                       f"at C = {result['target_flops']:.3g}")
+    return out
+
+
+def _clean(value):
+    """JSON-able: numpy scalars to Python numbers, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+# -------------------------------------------------------------------------------- display
+
+
+def _num(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3e}" if abs(v) >= 1e5 or (v and abs(v) < 1e-3) else f"{v:.4g}"
+
+
+def _interval(e: dict) -> str:
+    if e.get("fixed"):
+        return "fixed"
+    if e.get("tied_to"):
+        return f"= {e['tied_to']}"
+    return "(no interval)" if e.get("lo") is None else f"[{_num(e['lo'])}, {_num(e['hi'])}]"
+
+
+def _lines(*lines: str, style: str = "dim"):
+    from rich.text import Text
+    return Text("\n".join(lines), style=style)
+
+
+def _form_table(name: str, entry: dict, prefix: str = "") -> list:
+    from rich.table import Table
+    from rich.text import Text
+    if "reason" in entry:
+        return [_lines(f"{prefix}{entry['label']}: not fitted: {entry['reason']}", style="yellow")]
+    table = Table(title=Text(f"{prefix}{entry['label']}  (form {name})", style="bold"), title_justify="left")
+    for col in ("quantity", "estimate", "95% interval"):
+        table.add_column(col, justify="left" if col == "quantity" else "right")
+    for q, e in {**entry["params"], **entry.get("derived", {})}.items():
+        table.add_row(q, _num(e["estimate"]), _interval(e))
+    g, bt = entry["gof"], entry["backtest"]
+    lines = [f"{g['runs']} runs; R² (log) {g['r2_log']:.4f}; RMSE of log residuals {g['rmse_log']:.4f}; "
+             f"objective {g['objective']:.4g}; |gradient| {g['grad_norm']:.2g}; "
+             f"{'converged' if g['converged'] else 'NOT converged'}; {g['starts_agreeing']} of 5 starts agree"]
+    if "outliers_dropped" in entry:
+        lines.append(f"outliers dropped: {entry['outliers_dropped']}")
+    if "bootstrap" in entry:
+        lines.append(f"bootstrap: {entry['bootstrap']['resamples']} resamples, "
+                     f"{entry['bootstrap']['unconverged']} stopped at the iteration limit (kept)")
+    lines.append(f"backtest (largest {bt['holdout']:.0%} by {bt['by']} held out): " + (
+        bt["reason"] if "reason" in bt else
+        f"{bt['test_runs']} runs, mean |error| {_num(bt['mae'])} ({bt['mae_relative']:.1%}), "
+        f"bias {bt['bias']:+.3g}, worst {_num(bt['max_abs'])} ({bt['max_relative']:.1%})"))
+    return [table, _lines(*lines)]
+
+
+def _isoflop_table(iso: dict, prefix: str = "") -> list:
+    from rich.table import Table
+    from rich.text import Text
+    if "budgets" not in iso:
+        return [_lines(f"{prefix}IsoFLOP: not fitted: {iso['reason']}", style="yellow")]
+    table = Table(title=Text(f"{prefix}IsoFLOP analysis ({iso['budgets_from']})", style="bold"), title_justify="left")
+    for col in ("budget C", "runs", "N_opt", "D_opt"):
+        table.add_column(col, justify="right")
+    for b in iso["budgets"]:
+        if "reason" in b:
+            table.add_row(_num(b["flops"]), str(b["runs"]), Text(b["reason"], style="yellow"), "")
+        else:
+            table.add_row(_num(b["flops"]), str(b["runs"]), _num(b["N_opt"]), _num(b["D_opt"]))
+    if "reason" in iso:
+        return [table, _lines(iso["reason"], style="yellow")]
+    lines = [f"N_opt ∝ C^a: a = {_num(iso['a']['estimate'])} {_interval(iso['a'])}; "
+             f"D_opt ∝ C^b: b = {_num(iso['b']['estimate'])} {_interval(iso['b'])}"]
+    if "N_opt" in iso:
+        lines.append(f"at C = {_num(iso['N_opt_at'])}: N_opt {_num(iso['N_opt']['estimate'])} "
+                     f"{_interval(iso['N_opt'])}, D_opt {_num(iso['D_opt']['estimate'])} {_interval(iso['D_opt'])}")
+    if "interval_reason" in iso:
+        lines.append(iso["interval_reason"])
+    elif iso.get("failed"):
+        lines.append(f"{iso['failed']} of {iso['resamples']} bootstrap resamples lost an interior minimum (skipped)")
+    return [table, _lines(*lines)]
+
+
+def _allocation_lines(alloc: dict, prefix: str = "") -> list:
+    if "reason" in alloc:
+        return [_lines(f"{prefix}compute-optimal allocation: {alloc['reason']}", style="yellow")]
+    return [_lines(f"{prefix}compute-optimal allocation (a, b, N_opt, D_opt, tokens_per_param, loss_at_target "
+                   f"in the {alloc['from']} table): at C = {_num(alloc['target_flops'])} FLOPs, "
+                   f"with C = {alloc['flops_per_param_token']:.3g}·N·D")]
+
+
+def _sections(part: dict, prefix: str = "") -> list:
+    out = [r for n, e in part["forms"].items() for r in _form_table(n, e, prefix)]
+    return out + _allocation_lines(part["allocation"], prefix) + _isoflop_table(part["isoflop"], prefix)
+
+
+def render(result: dict):
+    """The human-readable view of a fit: one table per law, the IsoFLOP analysis, the
+    allocation, group comparisons, then warnings and notes."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+    c, n, est = result["conventions"], result["counts"], result["estimator"]
+    excluded = ", ".join(f"{v} {k}" for k, v in n["excluded"].items()) or "none"
+    parts: list = [Text(f"fit of {result['source']} ({result['kind']}): {n['used']} of {n['rows']} runs used "
+                        f"(excluded: {excluded})", style="bold"),
+                   Text(f"loss {c['loss']}; N = {c['N']}; C = {c['C']}; x = {result['x']}; "
+                        f"estimator: Huber (delta {est['huber_delta']:g}) on log residuals, "
+                        f"{est['bootstrap']} bootstrap resamples; outliers: {est['outliers']}")]
+    parts += _sections(result)
+    groups = result.get("groups")
+    if groups:
+        summary = Table(title=Text(f"groups by {groups['by']}", style="bold"), title_justify="left")
+        for col in ("group", "runs", "fit"):
+            summary.add_column(col)
+        for g, f in groups["fits"].items():
+            summary.add_row(g, str(f["runs"]), f.get("reason", "fitted (below)"))
+        parts.append(summary)
+        for g, f in groups["fits"].items():
+            if "forms" in f:
+                parts += _sections(f, f"[{groups['by']} = {g}] ")
+        for comp in groups["comparisons"]:
+            parts.append(Text(comp["verdict"], style="green" if comp["resolved"] else "dim"))
+    parts += [Text(f"warning: {w}", style="yellow") for w in result["warnings"]]
+    parts += [Text(f"note: {w}", style="dim") for w in result["notes"]]
+    return Group(*parts)

@@ -1,0 +1,313 @@
+"""`workbench report`: one self-contained HTML file per study (plotly.js embedded once, opens
+offline from disk), rebuilt at any time from the storage, for finished, running or crashed
+studies. Every user-supplied string is escaped."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+import plotly.graph_objects as go
+import polars as pl
+import yaml
+
+from workbench import figures
+from workbench.figures import esc
+from workbench.results import trials_table
+from workbench.search import Study
+
+TABLE_COLUMNS = [("params.total", "N"), ("compute.6N+attn", "C"), ("tokens", "D"), ("val_bpb", "bpb"),
+                 ("val_ppl", "ppl"), ("tokens_per_s", "tok/s"), ("mfu", "MFU"),
+                 ("peak_memory_bytes", "peak mem"), ("wall_s", "wall s")]
+
+
+def _num(value: Any, kind: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if kind == "MFU":
+        return f"{value:.1%}"
+    if kind == "peak mem":
+        return f"{value / 2**20:,.0f} MiB"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3g}"
+    if isinstance(value, int) and abs(value) >= 1e5:
+        return f"{value:.3g}"
+    return esc(value)
+
+
+class _Page:
+    """Accumulates sections and figures; plotly.js goes into the first figure only."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.figures = 0
+
+    def add(self, markup: str) -> None:
+        self.parts.append(markup)
+
+    def figure(self, fig: go.Figure) -> None:
+        self.parts.append(fig.to_html(full_html=False, include_plotlyjs=self.figures == 0,
+                                      config={"displaylogo": False, "responsive": True}))
+        self.figures += 1
+
+
+def _counts(df: pl.DataFrame) -> dict[str, int]:
+    if df.is_empty():
+        return {}
+    rows = df.group_by("status").len().sort("status").iter_rows()
+    return {str(k): int(n) for k, n in rows}
+
+
+def _group_column(study: Study, df: pl.DataFrame) -> str | None:
+    field = study.spec.scaling.group_by
+    return f"spec.{field}" if field and f"spec.{field}" in df.columns else None
+
+
+def _searched_columns(study: Study, df: pl.DataFrame) -> list[str]:
+    names = list(study.spec.search)
+    if study.spec.ladder:
+        for entry in study.spec.ladder.sizes + study.spec.ladder.groups:
+            names += [k for k in entry if k not in names]
+    if study.spec.scaling.group_by and study.spec.scaling.group_by not in names:
+        names.append(study.spec.scaling.group_by)
+    return [f"spec.{n}" for n in names if f"spec.{n}" in df.columns]
+
+
+def _header(page: _Page, study: Study, df: pl.DataFrame) -> None:
+    counts = _counts(df)
+    starts = [d for d in df["started"].to_list() if d] if "started" in df.columns else []
+    ends = [d for d in df["finished"].to_list() if d] if "finished" in df.columns else []
+    spent = df["compute.6N+attn"].sum() if "compute.6N+attn" in df.columns else 0
+    devices = sorted({str(d) for d in df["device"].drop_nulls().to_list()}) if "device" in df.columns else []
+    rows = [("study", esc(study.name)), ("description", esc(study.spec.description)),
+            ("base spec", f"{esc(study.base.name)} ({esc(study.base.digest())})"),
+            ("first trial", esc(min(starts)) if starts else "-"), ("last finished", esc(max(ends)) if ends else "-"),
+            ("trials", ", ".join(f"{n} {esc(k)}" for k, n in counts.items()) or "none yet"),
+            ("compute spent", f"{spent or 0:.3g} FLOPs (6N+attn, trials that trained)"),
+            ("hardware", esc(", ".join(devices) or "-")),
+            ("report written", esc(datetime.now().isoformat(timespec="seconds")))]
+    page.add(f"<h1>{esc(study.name)}</h1><table class='kv'>"
+             + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+             + "<details><summary>base spec</summary><pre>"
+             + esc(yaml.safe_dump(study.base.model_dump(mode="json"), sort_keys=False)) + "</pre></details>")
+
+
+def fit_view(fit: dict | None) -> dict | None:
+    """The fit result (workbench.fit) rearranged for drawing: curves and held-out points per
+    axis and group, one table row per parameter, per-group summaries."""
+    if not fit:
+        return None
+    view = {"curves": {}, "backtest_points": {}, "rows": [], "groups": {}, "isoflop": fit.get("isoflop"),
+            "warnings": fit.get("warnings", []), "unsupported": list(fit.get("unsupported", [])),
+            "predictions": fit.get("predictions", []),
+            "comparison": [c["verdict"] for c in (fit.get("groups") or {}).get("comparisons", [])]}
+    grouped = (fit.get("groups") or {}).get("fits", {})
+    entries = list(grouped.items()) if grouped else [("all runs", fit)]
+    for group, f in entries:
+        if "forms" not in f:
+            view["unsupported"].append(f"{group}: {f.get('reason', 'no fit')}")
+            continue
+        for name, form in f["forms"].items():
+            if "reason" in form:
+                view["unsupported"].append(f"{group}, {form.get('label', name)}: {form['reason']}")
+                continue
+            if form.get("curve"):
+                c = form["curve"]
+                view["curves"].setdefault(c["axis"], []).append(
+                    {"group": group, "label": form.get("label", name), "x": c["x"], "y": c["y"],
+                     "lo": c.get("lo"), "hi": c.get("hi")})
+            backtest = form.get("backtest") or {}
+            for p in backtest.get("held_out", []):
+                view["backtest_points"].setdefault(backtest.get("by", fit.get("x")), []).append(
+                    {"group": group, "x": p["key"], "y": p["observed"]})
+            for pname, p in form.get("params", {}).items():
+                view["rows"].append((group, form.get("label", name), pname, p))
+            if name in ("x", "x-noE") and "alpha" in form.get("params", {}):
+                view["groups"].setdefault(group, {})["exponent"] = _interval(form["params"]["alpha"])
+            if form.get("derived", {}).get("loss_at_target"):
+                view["groups"].setdefault(group, {})["predicted"] = _interval(form["derived"]["loss_at_target"])
+    return view
+
+
+def _interval(p: dict) -> str:
+    if p.get("lo") is None:
+        return f"{p['estimate']:.4g}"
+    return f"{p['estimate']:.4g} [{p['lo']:.3g}, {p['hi']:.3g}]"
+
+
+def _fit_table(view: dict) -> str:
+    def interval(p: dict) -> str:
+        if p.get("fixed"):
+            return "fixed"
+        return "" if p.get("lo") is None else f"[{p['lo']:.4g}, {p['hi']:.4g}]"
+    rows = [f"<tr><td>{esc(group)}</td><td>{esc(label)}</td><td>{esc(name)}</td>"
+            f"<td>{p['estimate']:.4g}</td><td>{interval(p)}</td></tr>" for group, label, name, p in view["rows"]]
+    if not rows:
+        return ""
+    return ("<table class='data'><tr><th>group</th><th>form</th><th>parameter</th><th>estimate</th>"
+            "<th>95% interval</th></tr>" + "".join(rows) + "</table>")
+
+
+def _scaling(page: _Page, study: Study, done: pl.DataFrame, fit: dict | None, fit_error: str | None) -> None:
+    page.add("<h2>Scaling</h2>")
+    if done.height < 2:
+        page.add("<p class='note'>Not enough completed trials to show scaling yet.</p>")
+        return
+    if fit_error:
+        page.add(f"<p class='note'>No fit: {esc(fit_error)}</p>")
+    for reason in (fit or {}).get("unsupported", []):
+        page.add(f"<p class='note'>{esc(reason)}</p>")
+    for warning in (fit or {}).get("warnings", []):
+        page.add(f"<p class='warn'>warning: {esc(warning)}</p>")
+    group = _group_column(study, done)
+    for axis in ("flops", "params", "tokens"):
+        page.figure(figures.scaling_figure(done, axis, group, fit))
+    page.figure(figures.frontier_figure(done))
+    iso = figures.isoflop_figure(done, fit)
+    if iso is not None:
+        page.figure(iso)
+    if fit:
+        page.add(_fit_table(fit))
+        for line in fit["predictions"]:
+            page.add(f"<p class='prediction'>{esc(line)}</p>")
+
+
+def _comparison(page: _Page, study: Study, done: pl.DataFrame, fit: dict | None) -> None:
+    group = _group_column(study, done)
+    if not group or done.is_empty():
+        return
+    page.add(f"<h2>Architecture comparison by {esc(study.spec.scaling.group_by)}</h2>")
+    by_group = (fit or {}).get("groups", {})
+    rows = []
+    for name, part in figures._groups(done, group):
+        best = part.sort("val_bpb").row(0, named=True)
+        g = by_group.get(name, {})
+        rows.append(f"<tr><td>{esc(name)}</td><td>{part.height}</td><td>{best['val_bpb']:.4f} (trial {best['trial']})</td>"
+                    f"<td>{esc(g.get('exponent', ''))}</td><td>{esc(g.get('predicted', ''))}</td></tr>")
+    page.add("<table class='data'><tr><th>group</th><th>runs</th><th>best bpb</th><th>fitted exponent</th>"
+             "<th>predicted at target C</th></tr>" + "".join(rows) + "</table>")
+    for verdict in (fit or {}).get("comparison", []):
+        page.add(f"<p>{esc(verdict)}</p>")
+
+
+def _trials(page: _Page, study: Study, df: pl.DataFrame) -> None:
+    fields = _searched_columns(study, df)
+    columns = [("trial", "trial"), ("status", "status")] + [(c, c.removeprefix("spec.")) for c in fields] \
+        + [(c, name) for c, name in TABLE_COLUMNS if c in df.columns] + [("reason", "failure reason")]
+    head = "".join(f"<th>{esc(name)}</th>" for _, name in columns)
+    body = []
+    for row in df.iter_rows(named=True):
+        cells = []
+        for column, name in columns:
+            value = row.get(column)
+            sort = "" if value is None or isinstance(value, (str, bool)) else f" data-v='{value}'"
+            cells.append(f"<td{sort}>{_num(value, name)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    page.add("<h2>Trials</h2><input id='filter' placeholder='filter rows (any text)'>"
+             f"<table class='data sortable' id='trials'><thead><tr>{head}</tr></thead><tbody>"
+             + "".join(body) + "</tbody></table>")
+
+
+def _curves(page: _Page, study: Study, done: pl.DataFrame, top: int = 6) -> None:
+    if done.is_empty() or "curve" not in done.columns:
+        return
+    chosen = done.sort("val_bpb").head(top)
+    curves = [(f"trial {r['trial']}", r["curve"]) for r in chosen.iter_rows(named=True) if r["curve"]]
+    page.add("<h2>Training curves</h2>")
+    page.figure(figures.curves_figure(curves))
+
+
+def _samples(page: _Page, study: Study, done: pl.DataFrame, prompt: str, tokens: int) -> None:
+    from workbench.sample import generate, load_run
+    page.add(f"<h2>Samples</h2><p>Continuations of <code>{esc(prompt)}</code> from the best model of each "
+             "group (temperature 0.8, top-k 50), for people to judge.</p>")
+    group = _group_column(study, done)
+    for name, part in figures._groups(done, group):
+        best = part.sort("val_bpb").row(0, named=True)
+        run_dir = Path(best.get("run_dir") or "")
+        try:
+            model, tok = load_run(run_dir)
+            text = prompt + generate(model, tok, prompt, tokens)
+        except (FileNotFoundError, OSError):
+            text = None
+        title = f"{esc(name)}: trial {best['trial']}, bpb {best['val_bpb']:.4f}"
+        body = f"<pre class='sample'>{esc(text)}</pre>" if text is not None else \
+            "<p class='note'>weights not on this machine (trained elsewhere or deleted)</p>"
+        page.add(f"<h3>{title}</h3>{body}")
+
+
+def build(study: Study, ostudy: optuna.Study, fit: dict | None = None, fit_error: str | None = None,
+          samples: bool = True, prompt: str = "def ", sample_tokens: int = 160) -> tuple[str, int]:
+    """The whole report as one HTML string, and its number of figures."""
+    fit = fit_view(fit)
+    df = trials_table(ostudy)
+    done = df.filter(pl.col("status") == "completed") if "status" in df.columns else df
+    if "val_bpb" in done.columns:
+        done = done.filter(pl.col("val_bpb").is_not_null())
+    page = _Page()
+    _header(page, study, df)
+    _scaling(page, study, done, fit, fit_error)
+    page.add("<h2>Search</h2>")
+    for _, fig in figures.search_figures(ostudy):
+        page.figure(fig)
+    _comparison(page, study, done, fit)
+    _trials(page, study, df)
+    _curves(page, study, done)
+    if samples and not done.is_empty():
+        _samples(page, study, done, prompt, sample_tokens)
+    return _TEMPLATE.format(title=esc(study.name), figures=page.figures, body="\n".join(page.parts),
+                            script=_SCRIPT), page.figures
+
+
+def write(study: Study, ostudy: optuna.Study, out: Path, **kwargs) -> Path:
+    fit, fit_error = kwargs.pop("fit", None), kwargs.pop("fit_error", None)
+    text, _ = build(study, ostudy, fit, fit_error, **kwargs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    return out
+
+
+_SCRIPT = """
+document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0];
+  const asc = th.dataset.dir !== 'asc'; th.dataset.dir = asc ? 'asc' : 'desc';
+  const key = td => td.dataset.v !== undefined ? parseFloat(td.dataset.v) : td.textContent;
+  [...body.rows].sort((a, b) => {
+    const x = key(a.cells[i]), y = key(b.cells[i]);
+    return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
+  }).forEach(r => body.appendChild(r));
+}));
+const filter = document.getElementById('filter');
+if (filter) filter.addEventListener('input', () => {
+  const q = filter.value.toLowerCase();
+  document.querySelectorAll('#trials tbody tr').forEach(r =>
+    r.style.display = r.textContent.toLowerCase().includes(q) ? '' : 'none');
+});
+"""
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="workbench-figures" content="{figures}">
+<title>{title}: workbench report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }}
+table.sortable th {{ cursor: pointer; background: #f4f4f4; position: sticky; top: 0; }}
+table.kv th {{ color: #555; font-weight: normal; }}
+.note {{ color: #555; font-style: italic; }} .warn {{ color: #a40; }}
+.prediction {{ font-weight: bold; }}
+pre.sample {{ background: #f7f7f7; padding: 0.8em; white-space: pre-wrap; }}
+#filter {{ padding: 0.3em; width: 20em; }}
+</style></head><body>
+{body}
+<script>{script}</script>
+</body></html>
+"""
