@@ -12,7 +12,8 @@ import pytest
 from rich.console import Console
 
 from workbench import powerlaw as pw
-from workbench.fit import FitError, fit_path, fit_source, load_runs, render, save
+from workbench.fit import FitError, fit_path, fit_source, load_runs, save
+from workbench.fit_display import render
 
 # Chinchilla's fitted law (Hoffmann et al. 2022, approach 3) as the planted truth.
 TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}

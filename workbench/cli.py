@@ -279,7 +279,8 @@ def fit(source: Annotated[Path, typer.Argument(help="A study file, or a CSV/Parq
         storage: StorageOption = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the fit as JSON.")] = False) -> None:
     """Fit scaling laws with bootstrap intervals and backtests; writes the fit as JSON."""
-    from workbench.fit import fit_path, fit_source, render, save
+    from workbench.fit import fit_path, fit_source, save
+    from workbench.fit_display import render
     result = fit_source(source, x=x, form=form, group_by=group_by, target_flops=target_flops,
                         bootstrap=bootstrap, huber_delta=huber_delta, loss=loss, n_convention=n_convention,
                         c_convention=c_convention, fixed_e=fixed_e, outliers=outliers, storage=storage)

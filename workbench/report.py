@@ -4,8 +4,6 @@ studies. Every user-supplied string is escaped."""
 
 from __future__ import annotations
 
-import html
-import json
 import math
 from datetime import datetime
 from pathlib import Path
