@@ -218,3 +218,40 @@ def test_cli_study_status_and_export(tmp_path):
     export = subprocess.run([sys.executable, "-m", "workbench", "study", "export", str(path), "-o", "r.parquet"],
                             cwd=tmp_path, capture_output=True, text=True)
     assert export.returncode == 0 and pl.read_parquet(tmp_path / "r.parquet").height == 2
+
+
+@pytest.mark.parametrize("kind", ["tpe", "random", "grid", "cmaes", "gp", "nsga2"])
+def test_every_named_sampler_proposes_valid_specs(tmp_path, kind):
+    from workbench.search import make_pruner, make_sampler
+    search = {"model.depth": {"int": [1, 3]}, "model.width": {"choice": [32, 64]}}
+    if kind != "grid":
+        search["train.lr"] = {"float": [1e-4, 1e-2], "log": True}
+    study = load_study(write_study(tmp_path, search=search, sampler={"kind": kind, "seed": 3}))
+    ostudy = optuna.create_study(sampler=make_sampler(study), pruner=make_pruner(study))
+    for i in range(4):
+        trial = ostudy.ask()
+        spec = spec_for(study, sample(trial, study), trial.number)
+        ostudy.tell(trial, spec.model.depth + spec.model.width / 100)
+    assert len({tuple(sorted(t.params.items())) for t in ostudy.trials}) >= 2
+
+
+@pytest.mark.parametrize("kind", ["none", "median", "successive_halving", "hyperband"])
+def test_every_named_pruner_builds(tmp_path, kind):
+    from workbench.search import make_pruner
+    study = load_study(write_study(tmp_path, pruner={"kind": kind}))
+    assert isinstance(make_pruner(study), optuna.pruners.BasePruner)
+
+
+def test_two_objectives_give_a_pareto_front(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    study = load_study(write_study(tmp_path, trials=4, objectives=["val_bpb", {"params": "minimize"}],
+                                   sampler={"kind": "nsga2", "seed": 0},
+                                   search={"model.width": {"choice": [32, 64]}, "model.depth": {"int": [1, 2]}}))
+    result = supervise(study, str(tmp_path / "p.journal"), workers=1, poll=0.2)
+    assert result["states"] == {"complete": 4}
+    assert result["best"] and all(len(t["values"]) == 2 for t in result["best"])
+
+
+def test_multi_objective_studies_cannot_prune(tmp_path):
+    with pytest.raises(SpecError, match="cannot prune"):
+        load_study(write_study(tmp_path, objectives=["val_bpb", "params"], pruner={"kind": "median"}))
