@@ -190,7 +190,11 @@ def study_run(study_file: Path, workers: Annotated[int, typer.Option(help="Worke
             err.print(f"[{datetime.now():%H:%M:%S}] {line}")
             last[0] = line
 
-    result = supervise(study, url, workers, on_progress=progress)
+    try:
+        result = supervise(study, url, workers, on_progress=progress)
+    except KeyboardInterrupt:
+        err.print(f"interrupted; finished trials are kept in {url}: run the same command to resume")
+        raise typer.Exit(130) from None
     _print_summary(result)
     out.print(f"storage: {url}")
 

@@ -51,6 +51,14 @@ def load_study(path: str | Path) -> Study:
     study = Study(path, spec, base_data, base)
     problems = [Issue(*locs.get(where, (str(path), None)), ".".join(map(str, where)), message)
                 for where, message in _space_problems(study)]
+    if not problems and spec.ladder:
+        for size in spec.ladder.sizes:
+            for group in spec.ladder.groups:
+                try:
+                    spec_for(study, {**group, **size}, 0)
+                except Infeasible as e:
+                    file, line = locs.get(("ladder", "sizes"), (str(path), None))
+                    problems.append(Issue(file, line, "ladder.sizes", f"{ {**group, **size} }: {e}"))
     if problems:
         raise SpecError(problems)
     return study
@@ -182,7 +190,7 @@ def ladder_points(study: Study) -> list[dict[str, Any]]:
             shape = {**group, **size}
             for budget in ladder.flops or ladder.tokens:
                 if ladder.flops:
-                    spec = Spec.model_validate(_apply(study.base_data, shape))
+                    spec = spec_for(study, shape, 0)
                     tokens = budget / accounting.flops_per_token(spec)[ladder.flops_convention]
                 else:
                     tokens = budget
