@@ -175,11 +175,18 @@ StorageOption = Annotated[Optional[str], typer.Option(
 
 @study_app.command("run")
 @user_errors
-def study_run(study_file: Path, workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+def study_run(study_file: Path,
+              workers: Annotated[str, typer.Option(help="Worker processes, or auto: one per GPU (x --trials-per-gpu), 1 on CPU.")] = "1",
+              trials_per_gpu: Annotated[int, typer.Option(help="Trials packed on each GPU.")] = 1,
               storage: StorageOption = None) -> None:
     """Run (or resume) a study with N worker processes until its budget is spent."""
+    from workbench.devices import plan_workers
     from workbench.search import load_study
     from workbench.study import default_storage, supervise
+    try:
+        plan_workers(workers, 0, trials_per_gpu)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     study = load_study(study_file)
     url = storage or default_storage(study)
     last = [None]
@@ -191,7 +198,7 @@ def study_run(study_file: Path, workers: Annotated[int, typer.Option(help="Worke
             last[0] = line
 
     try:
-        result = supervise(study, url, workers, on_progress=progress)
+        result = supervise(study, url, workers, on_progress=progress, trials_per_gpu=trials_per_gpu)
     except KeyboardInterrupt:
         err.print(f"interrupted; finished trials are kept in {url}: run the same command to resume")
         raise typer.Exit(130) from None

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import optuna
 from optuna.trial import TrialState
 
+from workbench.devices import WorkerPlan, gpu_count, plan_workers
 from workbench.search import Infeasible, Study, ladder_points, make_pruner, make_sampler, sample, spec_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -333,10 +334,10 @@ def _die_with_parent() -> None:
         pass
 
 
-def spawn_worker(study: Study, url: str, index: int, threads: int, log: Path) -> subprocess.Popen:
+def spawn_worker(study: Study, url: str, plan: WorkerPlan, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "workbench", "study", "worker", str(study.path), "--storage", url,
-           "--index", str(index), "--threads", str(threads)]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+           "--index", str(plan.index), "--threads", str(plan.threads)]
+    env = {**os.environ, **plan.env, "TOKENIZERS_PARALLELISM": "false"}
     with open(log, "a") as f:
         return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
                                 preexec_fn=_die_with_parent if sys.platform == "linux" else None)
@@ -368,15 +369,16 @@ def summary(ostudy: optuna.Study) -> dict[str, Any]:
     }
 
 
-def supervise(study: Study, url: str, workers: int, on_progress=None, poll: float = 1.0) -> dict:
-    """Create or resume the study, run `workers` worker processes until the budget is spent,
-    replacing workers that die (their trials are retried), and return the summary."""
+def supervise(study: Study, url: str, workers: int | str, on_progress=None, poll: float = 1.0,
+              trials_per_gpu: int = 1) -> dict:
+    """Create or resume the study, run worker processes (see devices.plan_workers) until the
+    budget is spent, replacing workers that die (their trials are retried); returns the summary."""
     ostudy = create_or_resume(study, url)
     reap(ostudy, study, url)
     folder = study_dir(study)
     folder.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = {i: spawn_worker(study, url, i, threads, folder / f"worker-{i}.log") for i in range(workers)}
+    plans = plan_workers(workers, gpu_count(), trials_per_gpu)
+    procs = {p.index: spawn_worker(study, url, p, folder / f"worker-{p.index}.log") for p in plans}
     restarts = 0
     try:
         while procs:
@@ -390,9 +392,9 @@ def supervise(study: Study, url: str, workers: int, on_progress=None, poll: floa
                     reap(ostudy, study, url)
                     left = counted(ostudy.get_trials(deepcopy=False)) < ostudy.user_attrs["planned_trials"] or \
                         ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                    if left and restarts < 3 * workers:
+                    if left and restarts < 3 * len(plans):
                         restarts += 1
-                        procs[i] = spawn_worker(study, url, i, threads, folder / f"worker-{i}.log")
+                        procs[i] = spawn_worker(study, url, plans[i], folder / f"worker-{i}.log")
             if on_progress:
                 on_progress(summary(ostudy))
     finally:
