@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from workbench.spec import Spec
+from workbench.spec import DataSpec, Spec
 
 Path_ = tuple[str | int, ...]
 Where = tuple[str, int]  # (file, 1-based line)
@@ -168,9 +168,13 @@ def issues_from(error: ValidationError, locs: dict[Path_, Where], file: str,
     return issues
 
 
+# The data sources' `source` names, read from the schema so a new source needs no edit here.
+_UNION_TAGS = {get_args(cls.model_fields["source"].annotation)[0] for cls in get_args(get_args(DataSpec)[0])}
+
+
 def _is_union_tag(part: Any) -> bool:
     # Discriminated unions add the tag ('synthetic', ...) to locations; it is not a data path.
-    return isinstance(part, str) and part in ("python-stdlib", "files", "jsonl", "parquet", "synthetic")
+    return isinstance(part, str) and part in _UNION_TAGS
 
 
 def _dotted(path: Path_) -> str:
