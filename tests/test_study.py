@@ -255,3 +255,18 @@ def test_two_objectives_give_a_pareto_front(tmp_path, monkeypatch):
 def test_multi_objective_studies_cannot_prune(tmp_path):
     with pytest.raises(SpecError, match="cannot prune"):
         load_study(write_study(tmp_path, objectives=["val_bpb", "params"], pruner={"kind": "median"}))
+
+
+def test_resume_with_a_larger_budget_runs_only_the_new_trials(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, trials=2, search={"model.width": {"choice": [32, 64]}})
+    study = load_study(path)
+    url = str(tmp_path / "g.journal")
+    supervise(study, url, workers=1, poll=0.2)
+    first = {t.number: t.values for t in load_existing(study, url).get_trials()}
+    data = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**data, "trials": 3}))
+    result = supervise(load_study(path), url, workers=1, poll=0.2)
+    trials = load_existing(study, url).get_trials()
+    assert result["states"] == {"complete": 3} and len(trials) == 3
+    assert {t.number: t.values for t in trials if t.number in first} == first

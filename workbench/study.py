@@ -94,7 +94,9 @@ def create_or_resume(study: Study, url: str) -> optuna.Study:
             for point in ladder_points(study):
                 ostudy.enqueue_trial({}, user_attrs={"origin": "ladder", "overrides": point})
             return ostudy
-    _check_fingerprint(ostudy, study, fingerprint)
+        _check_fingerprint(ostudy, study, fingerprint)
+        # The trial budget may grow (or shrink) between runs of one study; the space may not.
+        ostudy.set_user_attr("planned_trials", planned_trials(study))
     return ostudy
 
 
