@@ -11,27 +11,17 @@ import time
 from dataclasses import asdict
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-
 from workbench import accounting
-from workbench.model import build_model
 from workbench.spec import Spec
-from workbench.train import Batches, Clock, make_optimizer, mixed_precision, peak_memory, train_step
+from workbench.train import Batches, Clock, make_engine, peak_memory, train_step
 
 
 def bench(spec: Spec, steps: int = 20, warmup: int = 3) -> dict:
     """Measure tokens/s, step time, MFU and memory for `spec`; returns plain data."""
     t = spec.train
-    set_seed(t.seed)
-    cuda = torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=mixed_precision(spec, cuda), cpu=not cuda)
-    device = accelerator.device
-    model = build_model(spec)
-    optimizer = make_optimizer(model, spec, device)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if t.compile:
-        model = torch.compile(model)
+    engine = make_engine(spec)
+    accelerator, model, optimizer, cuda, device = (engine.accelerator, engine.model, engine.optimizer,
+                                                   engine.cuda, engine.device)
     T = spec.model.context
     stream = torch.randint(spec.tokenizer.size, (max(1 << 20, 4 * t.micro_tokens),), dtype=torch.int32)
     batches = Batches(stream, t.micro_tokens // T, T, t.seed, device)

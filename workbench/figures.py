@@ -31,7 +31,7 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, logx: bool = True, logy:
     return fig
 
 
-def _groups(df: pl.DataFrame, group_col: str | None) -> list[tuple[str, pl.DataFrame]]:
+def groups(df: pl.DataFrame, group_col: str | None) -> list[tuple[str, pl.DataFrame]]:
     if not group_col or group_col not in df.columns:
         return [("all runs", df)]
     keys = sorted({str(v) for v in df[group_col].to_list()})
@@ -43,7 +43,7 @@ def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: di
     where the fit provides one for this axis."""
     column, label = AXES[axis]
     fig = go.Figure()
-    for i, (name, part) in enumerate(_groups(done, group_col)):
+    for i, (name, part) in enumerate(groups(done, group_col)):
         color = PALETTE[i % len(PALETTE)]
         fig.add_trace(go.Scatter(
             x=part[column].to_list(), y=part["val_bpb"].to_list(), mode="markers", name=esc(name),

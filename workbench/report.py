@@ -182,7 +182,7 @@ def _comparison(page: _Page, study: Study, done: pl.DataFrame, fit: dict | None)
     page.add(f"<h2>Architecture comparison by {esc(study.spec.scaling.group_by)}</h2>")
     by_group = (fit or {}).get("groups", {})
     rows = []
-    for name, part in figures._groups(done, group):
+    for name, part in figures.groups(done, group):
         best = part.sort("val_bpb").row(0, named=True)
         g = by_group.get(name, {})
         rows.append(f"<tr><td>{esc(name)}</td><td>{part.height}</td><td>{best['val_bpb']:.4f} (trial {best['trial']})</td>"
@@ -225,7 +225,7 @@ def _samples(page: _Page, study: Study, done: pl.DataFrame, prompt: str, tokens:
     page.add(f"<h2>Samples</h2><p>Continuations of <code>{esc(prompt)}</code> from the best model of each "
              "group (temperature 0.8, top-k 50), for people to judge.</p>")
     group = _group_column(study, done)
-    for name, part in figures._groups(done, group):
+    for name, part in figures.groups(done, group):
         best = part.sort("val_bpb").row(0, named=True)
         run_dir = Path(best.get("run_dir") or "")
         try:
@@ -262,9 +262,10 @@ def build(study: Study, ostudy: optuna.Study, fit: dict | None = None, fit_error
                             script=_SCRIPT), page.figures
 
 
-def write(study: Study, ostudy: optuna.Study, out: Path, **kwargs) -> Path:
-    fit, fit_error = kwargs.pop("fit", None), kwargs.pop("fit_error", None)
-    text, _ = build(study, ostudy, fit, fit_error, **kwargs)
+def write(study: Study, ostudy: optuna.Study, out: Path, fit: dict | None = None,
+          fit_error: str | None = None, **options) -> Path:
+    """Build the report and write it atomically to `out`; `options` go to build()."""
+    text, _ = build(study, ostudy, fit, fit_error, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text)

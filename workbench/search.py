@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from pydantic import ValidationError
 
 from workbench import accounting
 from workbench.spec import Spec
@@ -151,10 +152,8 @@ def spec_for(study: Study, overrides: dict[str, Any], number: int) -> Spec:
     data["name"] = f"{study.name}-{number}"
     try:
         spec = Spec.model_validate(data)
-    except Exception as e:  # a pydantic ValidationError: the sample is an impossible shape
-        problems = getattr(e, "errors", lambda **_: [])(include_url=False)
-        reason = "; ".join(_explain(err) for err in problems) or str(e)
-        raise Infeasible(reason) from None
+    except ValidationError as e:  # the sample is an impossible shape
+        raise Infeasible("; ".join(_explain(err) for err in e.errors(include_url=False))) from None
     quantities = {
         "params": lambda: accounting.count_params(spec).total,
         "nonembedding_params": lambda: accounting.count_params(spec).nonembedding,

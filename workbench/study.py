@@ -117,10 +117,12 @@ def _check_fingerprint(ostudy: optuna.Study, study: Study, fingerprint: str) -> 
             "Rename the study or use another storage.")
 
 
-def load_existing(study: Study, url: str) -> optuna.Study:
+def load_existing(study: Study, url: str, **samplers) -> optuna.Study:
+    """The study as stored (raising StorageError if absent or changed); `sampler=` and
+    `pruner=` are passed to Optuna for a worker."""
     storage = open_storage(url)
     try:
-        ostudy = optuna.load_study(study_name=study.name, storage=storage)
+        ostudy = optuna.load_study(study_name=study.name, storage=storage, **samplers)
     except KeyError:
         raise StorageError(f"no study {study.name!r} in {_redact(url)}; start it with "
                            "`workbench study run`") from None
@@ -215,7 +217,7 @@ def reap(ostudy: optuna.Study, study: Study, url: str, locked: bool = False) -> 
         try:
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             n += 1
-        except Exception:  # finished meanwhile by its own worker
+        except optuna.exceptions.UpdateFinishedTrialError:  # finished meanwhile by its own worker
             pass
     return n
 
@@ -312,9 +314,7 @@ def _finish(ostudy: optuna.Study, trial: optuna.Trial, status: str, reason: str 
 
 def work(study: Study, url: str, index: int = 0, root: Path | None = None) -> int:
     """The worker loop: claim, run, repeat until the budget is spent. Returns trials run."""
-    ostudy = load_existing(study, url)
-    ostudy = optuna.load_study(study_name=study.name, storage=ostudy._storage,
-                               sampler=make_sampler(study, index), pruner=make_pruner(study))
+    ostudy = load_existing(study, url, sampler=make_sampler(study, index), pruner=make_pruner(study))
     root = root or study_dir(study)
     n = 0
     while (trial := claim(ostudy, study, url)) is not None:

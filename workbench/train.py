@@ -25,7 +25,7 @@ from safetensors.torch import save_model
 
 from workbench import accounting
 from workbench.data import DataError, eval_documents, load_corpus
-from workbench.model import GPT, build_model, lm_loss
+from workbench.model import build_model, lm_loss
 from workbench.record import (TOKENIZER_FILE, WEIGHTS_FILE, EvalPoint, RunRecord, TokenizerStats,
                               append_metrics, write_record, write_spec)
 from workbench.spec import ScheduleSpec, Spec
@@ -182,6 +182,33 @@ def train_step(model, optimizer, batches: Batches, accum: int, accelerator: Acce
     return step_loss / accum
 
 
+@dataclass
+class Engine:
+    """The prepared model and optimizer of one run; `model` is `net` compiled when asked."""
+
+    accelerator: Accelerator
+    net: torch.nn.Module
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    cuda: bool
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+
+def make_engine(spec: Spec) -> Engine:
+    """Seed, then build the model and optimizer on this machine's device under Accelerate."""
+    set_seed(spec.train.seed)
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=mixed_precision(spec, cuda), cpu=not cuda)
+    net = build_model(spec)
+    optimizer = make_optimizer(net, spec, accelerator.device)
+    net, optimizer = accelerator.prepare(net, optimizer)
+    model = torch.compile(net) if spec.train.compile else net
+    return Engine(accelerator, net, model, optimizer, cuda)
+
+
 def mixed_precision(spec: Spec, cuda: bool) -> str:
     choice = spec.train.precision
     if choice == "auto":
@@ -232,19 +259,13 @@ def train(spec: Spec, run_dir: Path | None = None, *, progress: bool = False,
     wall_start = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t = spec.train
-    set_seed(t.seed)
     prep = prepare(spec)
-    cuda = torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=mixed_precision(spec, cuda), cpu=not cuda)
-    device = accelerator.device
-    model: GPT = build_model(spec)
-    if prep.tokenizer.vocab_size > model.vocab_size:
-        raise AssertionError(f"tokenizer has {prep.tokenizer.vocab_size} tokens; the model was built for {model.vocab_size}")
-    optimizer = make_optimizer(model, spec, device)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    net = model
-    if t.compile:
-        model = torch.compile(model)
+    if prep.tokenizer.vocab_size > spec.tokenizer.size:
+        raise AssertionError(f"tokenizer has {prep.tokenizer.vocab_size} tokens; the model is built for {spec.tokenizer.size}")
+    engine = make_engine(spec)
+    accelerator, model, net, optimizer, cuda = (engine.accelerator, engine.model, engine.net,
+                                                engine.optimizer, engine.cuda)
+    device = engine.device
     T = spec.model.context
     accum = t.batch_tokens // t.micro_tokens
     batches = Batches(prep.train, t.micro_tokens // T, T, t.seed, device)
