@@ -37,3 +37,19 @@ def test_bad_counts_are_clear_errors():
         plan_workers(0, gpus=0)
     with pytest.raises(ValueError, match="trials-per-gpu"):
         plan_workers("auto", gpus=1, trials_per_gpu=0)
+
+
+def test_gpus_per_trial_gives_each_worker_a_group_of_gpus(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    plans = plan_workers("auto", gpus=4, gpus_per_trial=2, cpus=16)
+    assert [p.env["CUDA_VISIBLE_DEVICES"] for p in plans] == ["0,1", "2,3"]
+    assert all(p.devices == 2 and p.threads == 8 for p in plans)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,6")
+    plans = plan_workers("auto", gpus=3, gpus_per_trial=2)
+    assert [p.env["CUDA_VISIBLE_DEVICES"] for p in plans] == ["3,5"]          # the odd GPU idles
+    cpu = plan_workers(1, gpus=0, gpus_per_trial=2, cpus=2)
+    assert cpu[0].devices == 2 and cpu[0].env == {"CUDA_VISIBLE_DEVICES": ""}
+    with pytest.raises(ValueError, match="needs that many GPUs"):
+        plan_workers("auto", gpus=1, gpus_per_trial=2)
+    with pytest.raises(ValueError, match="cannot both"):
+        plan_workers("auto", gpus=4, gpus_per_trial=2, trials_per_gpu=2)

@@ -2,13 +2,16 @@
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 
 from test_study import BASE, write_study
+from workbench import report
 from workbench.search import load_study
 from workbench.study import load_existing, supervise
 
@@ -69,3 +72,72 @@ def test_report_renders_every_figure_and_escapes_user_text(tmp_path, monkeypatch
     page.fill("#filter", "infeasible")
     assert page.locator("#trials tbody tr:visible").count() == 1
     page.close()
+
+
+def _cells(page, table: str) -> list[list[str]]:
+    return page.evaluate(f"[...document.querySelectorAll('{table} tr')].slice(1)"
+                         ".map(r => [...r.cells].map(c => c.textContent))")
+
+
+def test_report_shows_finetuning_and_evaluation_suite(tmp_path, monkeypatch, browser):
+    monkeypatch.chdir(tmp_path)
+    finetune = {"data": {"source": "python-docstrings", "max_bytes": 60000}, "budget": {"steps": 3},
+                "batch_tokens": 128, "eval_bytes": 2048}
+    path = write_study(tmp_path, trials=2, base={**BASE, "finetune": finetune},
+                       search={"model.width": {"choice": [32, 64]}}, scaling={"group_by": "model.width"})
+    study = load_study(path)
+    journal = str(tmp_path / "runs" / study.name / "study.journal")
+    supervise(study, journal, workers=1, poll=0.2)
+    ostudy = load_existing(study, journal)
+    records = {t.number: t.user_attrs["record"] for t in ostudy.get_trials()}
+    assert len(records) == 2 and all(r["status"] == "completed" and r["suite"] for r in records.values())
+    out = report.write(study, ostudy, tmp_path / "report.html", samples=False)
+
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(out.as_uri())
+    figures = int(page.locator("meta[name=workbench-figures]").get_attribute("content"))
+    page.wait_for_function(f"[...document.querySelectorAll('div.plotly-graph-div')]"
+                           f".filter(d => d.querySelector('svg.main-svg')).length == {figures}")
+    assert page.locator("div.plotly-graph-div").count() == figures and errors == []
+    # The int8 scatter follows the suite table; gain vs forgetting and the fine-tune curves the other.
+    for selector in ("#suite-table + div", "#finetune-table + div", "#finetune-table + div + div"):
+        assert page.locator(f"{selector} svg.main-svg").count() >= 1, selector
+
+    # Per group (model.width): best and median of gain (highest best) and forgetting (lowest best).
+    by_group: dict[str, list[dict]] = {}
+    for number, r in records.items():
+        width = ostudy.trials[number].user_attrs["spec"]["model"]["width"]
+        by_group.setdefault(str(width), []).append({**r, "trial": number})
+    rows = {row[0]: row for row in _cells(page, "#finetune-table")}
+    assert set(rows) == set(by_group)
+    for group, runs in by_group.items():
+        gain = max(runs, key=lambda r: r["finetune_gain_bpb"])
+        forget = min(runs, key=lambda r: r["forgetting_bpb"])
+        assert rows[group][1] == str(len(runs))
+        assert rows[group][2] == f"{gain['finetune_gain_bpb']:+.4f} (trial {gain['trial']})"
+        assert rows[group][3] == f"{statistics.median(r['finetune_gain_bpb'] for r in runs):+.4f}"
+        assert rows[group][4] == f"{forget['forgetting_bpb']:+.4f} (trial {forget['trial']})"
+        assert rows[group][5] == f"{statistics.median(r['forgetting_bpb'] for r in runs):+.4f}"
+    # The suite table: each group's best trial (lowest suite bpb) and its int8 bpb beside full precision.
+    suite_rows = [row for row in _cells(page, "#suite-table") if row[0] in by_group]
+    assert len(suite_rows) == len(by_group)
+    for row in suite_rows:
+        best = min(by_group[row[0]], key=lambda r: r["suite"]["metrics"]["bpb"])
+        assert row[2] == f"best: trial {best['trial']}"
+        assert row[4:6] == [f"{best['suite']['metrics']['bpb']:.4f}", f"{best['suite']['int8_bpb']:.4f}"]
+    assert page.get_by_text("saved in the run record").count() == len(by_group)
+    assert page.locator("#trials th", has_text="fine-tune bpb").count() == 1
+    page.close()
+
+    # Records from before fine-tuning and the suite: no such columns, and the report still builds.
+    old = optuna.create_study()
+    for t in ostudy.get_trials():
+        record = {k: v for k, v in t.user_attrs["record"].items()
+                  if k not in ("suite", "phases", "devices") and "finetune" not in k and k != "forgetting_bpb"}
+        old.add_trial(optuna.trial.create_trial(state=t.state, values=t.values, params=t.params,
+                                                distributions=t.distributions,
+                                                user_attrs={**t.user_attrs, "record": record}))
+    html, _ = report.build(study, old, samples=False)
+    assert "No completed trial has an evaluation suite" in html and "id='finetune'" not in html

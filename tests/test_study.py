@@ -169,25 +169,6 @@ def test_killed_worker_is_retried_once_on_journal_storage(tmp_path, monkeypatch)
     _kill_and_resume(tmp_path, str(tmp_path / "k.journal"))
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh PostgreSQL database for one test, dropped after. Never skipped under CI."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"wb_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"no local PostgreSQL: {e}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
-
-
 def test_two_workers_on_postgresql(tmp_path, monkeypatch, postgres_url):
     monkeypatch.chdir(tmp_path)
     study = load_study(write_study(tmp_path, trials=4, search={"model.width": {"choice": [32, 64]}}))

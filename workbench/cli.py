@@ -29,6 +29,7 @@ def user_errors(fn):
     """Turn the errors a user can cause into clear lines and exit code 2, never a traceback."""
     from workbench.data import DataError
     from workbench.fit import FitError
+    from workbench.parallel import LaunchError
     from workbench.study import StorageError
 
     @wraps(fn)
@@ -38,7 +39,7 @@ def user_errors(fn):
         except SpecError as e:
             for issue in e.issues:
                 err.print(f"[red]error[/red] {issue}", markup=True, soft_wrap=True)
-        except (DataError, FileNotFoundError, StorageError, FitError) as e:
+        except (DataError, FileNotFoundError, StorageError, FitError, LaunchError) as e:
             err.print(f"[red]error[/red] {e}", soft_wrap=True)
         raise typer.Exit(2)
     return wrapper
@@ -168,6 +169,9 @@ def bench(spec_file: Path, set_: SetOption = None,
 
 study_app = typer.Typer(no_args_is_help=True, help="Run and inspect Optuna studies over specs.")
 app.add_typer(study_app, name="study")
+GpusOption = Annotated[Optional[int], typer.Option(
+    min=1, help="Devices per trial: each trial runs as an Accelerate data-parallel job on this many "
+                "GPUs (CPU processes without GPUs). Default: the base spec's train.devices.")]
 StorageOption = Annotated[Optional[str], typer.Option(
     help="Optuna storage: a journal file path (default: runs/NAME/study.journal) or "
          "postgresql+psycopg://user@host/db.")]
@@ -178,16 +182,17 @@ StorageOption = Annotated[Optional[str], typer.Option(
 def study_run(study_file: Path,
               workers: Annotated[str, typer.Option(help="Worker processes, or auto: one per GPU (x --trials-per-gpu), 1 on CPU.")] = "1",
               trials_per_gpu: Annotated[int, typer.Option(help="Trials packed on each GPU.")] = 1,
+              gpus_per_trial: GpusOption = None,
               storage: StorageOption = None) -> None:
     """Run (or resume) a study with N worker processes until its budget is spent."""
-    from workbench.devices import plan_workers
+    from workbench.devices import gpu_count, plan_workers
     from workbench.search import load_study
     from workbench.study import default_storage, supervise
+    study = load_study(study_file)
     try:
-        plan_workers(workers, 0, trials_per_gpu)
+        plan_workers(workers, gpu_count(), trials_per_gpu, gpus_per_trial=gpus_per_trial or study.base.train.devices)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    study = load_study(study_file)
     url = storage or default_storage(study)
     last = [None]
 
@@ -198,7 +203,8 @@ def study_run(study_file: Path,
             last[0] = line
 
     try:
-        result = supervise(study, url, workers, on_progress=progress, trials_per_gpu=trials_per_gpu)
+        result = supervise(study, url, workers, on_progress=progress, trials_per_gpu=trials_per_gpu,
+                           gpus_per_trial=gpus_per_trial)
     except KeyboardInterrupt:
         err.print(f"interrupted; finished trials are kept in {url}: run the same command to resume")
         raise typer.Exit(130) from None
@@ -231,8 +237,9 @@ def _print_summary(s: dict) -> None:
 @user_errors
 def study_worker(study_file: Path, storage: StorageOption = None,
                  index: Annotated[int, typer.Option(help="Worker number (offsets the sampler seed).")] = 0,
-                 threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads.")] = None) -> None:
-    """Join an existing study and run trials until its budget is spent."""
+                 threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads.")] = None,
+                 gpus_per_trial: GpusOption = None) -> None:
+    """Join an existing study and run trials until its budget is spent (and peers' trials end)."""
     import torch
 
     from workbench.search import load_study
@@ -240,7 +247,7 @@ def study_worker(study_file: Path, storage: StorageOption = None,
     if threads:
         torch.set_num_threads(threads)
     study = load_study(study_file)
-    n = work(study, storage or default_storage(study), index)
+    n = work(study, storage or default_storage(study), index, devices=gpus_per_trial)
     out.print(f"worker {index}: ran {n} trial(s)")
 
 
@@ -282,7 +289,8 @@ def fit(source: Annotated[Path, typer.Argument(help="A study file, or a CSV/Parq
         target_flops: Annotated[Optional[float], typer.Option(help="Compute to predict at (default 100x the largest run).")] = None,
         bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
         huber_delta: Annotated[float, typer.Option(help="Huber delta on log residuals.")] = 1e-3,
-        loss: Annotated[str, typer.Option(help="val_bpb or val_loss (studies).")] = "val_bpb",
+        loss: Annotated[Optional[str], typer.Option(help="val_bpb, val_loss, finetune_val_bpb or finetune_val_loss "
+                                                    "(default: the study's scaling.loss, else val_bpb).")] = None,
         n_convention: Annotated[str, typer.Option(help="total or nonembedding parameters.")] = "total",
         c_convention: Annotated[str, typer.Option(help="6N or 6N+attn compute.")] = "6N+attn",
         fixed_e: Annotated[Optional[float], typer.Option(help="Fix the irreducible loss E.")] = None,

@@ -9,6 +9,8 @@ byte comparable across them.
 
 from __future__ import annotations
 
+import ast
+import functools
 import glob
 import hashlib
 import json
@@ -22,9 +24,9 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from workbench.spec import FilesData, JsonlData, ParquetData, StdlibData, SyntheticData
+from workbench.spec import DocstringData, FilesData, JsonlData, ParquetData, StdlibData, SyntheticData
 
-DataSource = StdlibData | FilesData | JsonlData | ParquetData | SyntheticData
+DataSource = StdlibData | DocstringData | FilesData | JsonlData | ParquetData | SyntheticData
 Doc = tuple[str, str]  # (name, text)
 
 
@@ -46,24 +48,40 @@ class Corpus:
     """Exact entropy rate of the source (synthetic data only): the loss no model can beat."""
     replaced_chars: int = 0
     """Characters replaced by U+FFFD because a file was not valid UTF-8."""
+    train_prompts: list[int] | None = field(default=None, repr=False)
+    """For prompt/response corpora: how many leading characters of each training document are
+    prompt (not trained on); None for plain text."""
+    val_prompts: list[int] | None = field(default=None, repr=False)
+    """The same for the held-out documents."""
+
+    def pairs(self, docs: list[str], prompts: list[int] | None) -> list[tuple[str, str]]:
+        """Documents as (prompt, response); plain text has empty prompts."""
+        if prompts is None:
+            return [("", d) for d in docs]
+        return [(d[:min(p, len(d))], d[min(p, len(d)):]) for d, p in zip(docs, prompts)]
 
 
 def load_corpus(data: DataSource) -> Corpus:
     """Read the corpus a data spec names and split it into training and held-out documents."""
     read = _SOURCES[data.source](data)
-    docs = [(name, text) for name, text in read.docs if text]
+    prompts = read.prompts or [0] * len(read.docs)
+    kept = [(doc, n) for doc, n in zip(read.docs, prompts) if doc[1]]
+    docs, prompts = [doc for doc, _ in kept], [n for _, n in kept]
     if not docs:
         raise DataError(f"data: the {data.source} corpus is empty (no document has any text)")
     if data.max_bytes is not None:
         kept = take_bytes([text for _, text in docs], data.max_bytes)
         docs = [(name, text) for (name, _), text in zip(docs, kept)]
     in_val = _split([name for name, _ in docs], data.val_fraction)
+    prompts = None if read.prompts is None else prompts[:len(docs)]
     return Corpus(
         train=[text for (_, text), v in zip(docs, in_val) if not v],
         val=[text for (_, text), v in zip(docs, in_val) if v],
         fingerprint=_fingerprint(data, docs, in_val),
         entropy_bits_per_byte=read.entropy,
         replaced_chars=read.replaced,
+        train_prompts=None if prompts is None else [n for n, v in zip(prompts, in_val) if not v],
+        val_prompts=None if prompts is None else [n for n, v in zip(prompts, in_val) if v],
     )
 
 
@@ -135,6 +153,7 @@ class _Read:
     docs: list[Doc]
     replaced: int = 0
     entropy: float | None = None
+    prompts: list[int] | None = None   # per document: characters of prompt it starts with
 
 
 def _decode(raw: bytes) -> tuple[str, int]:
@@ -166,6 +185,41 @@ def _stdlib(data: StdlibData) -> _Read:
     if not docs:
         raise DataError(f"data.source: no standard-library .py files found under {root}")
     return _Read(docs, replaced)
+
+
+def _docstrings(data: DocstringData) -> _Read:
+    docs, prompts = [], []
+    for rel, header, summary in _docstring_pairs(sysconfig.get_paths()["stdlib"]):
+        docs.append((rel, header + summary))
+        prompts.append(len(header))
+    return _Read(docs, prompts=prompts)
+
+
+@functools.lru_cache(maxsize=2)
+def _docstring_pairs(root: str) -> list[tuple[str, str, str]]:
+    """(file, prompt, response) for every documented function of the standard library: the
+    prompt is the `def` line(s) and the opening quotes, the response the docstring's first line
+    and the closing quotes. Named by file, so a pair is held out exactly when its file is held
+    out of the python-stdlib corpus (at the same val_fraction): no answer leaks from pretraining."""
+    out = []
+    for rel, text in _stdlib(StdlibData()).docs:
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        lines = text.splitlines(keepends=True)
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            doc = ast.get_docstring(node)
+            summary = doc.strip().split("\n", 1)[0].strip() if doc else ""
+            if not summary:
+                continue
+            first = node.body[0]
+            header = "".join(lines[node.lineno - 1:first.lineno - 1])
+            indent = lines[first.lineno - 1][:first.col_offset]
+            out.append((rel, f'{header}{indent}"""', f'{summary}"""\n'))
+    return out
 
 
 def _walk(folder: Path, base: Path) -> list[tuple[Path, str]]:
@@ -235,32 +289,43 @@ def _files(data: FilesData) -> _Read:
     return _Read(docs, replaced)
 
 
-def _no_column(path: Path, column: str, columns: list[str]) -> DataError:
-    return DataError(f"{path}: no column {column!r} (data.column); it has "
+def _no_column(path: Path, column: str, columns: list[str], field_name: str = "data.column") -> DataError:
+    return DataError(f"{path}: no column {column!r} ({field_name}); it has "
                      f"{', '.join(map(repr, columns)) or 'no columns'}")
+
+
+def _strings(frame: pl.DataFrame, path: Path, column: str, field_name: str) -> list[str]:
+    if column not in frame.columns:
+        raise _no_column(path, column, frame.columns, field_name)
+    col = frame.get_column(column)
+    if isinstance(col.dtype, (pl.Categorical, pl.Enum)):
+        col = col.cast(pl.String)
+    if col.dtype != pl.String:
+        raise DataError(f"{path}: column {column!r} holds {col.dtype}, not strings")
+    if col.null_count():
+        row = col.is_null().arg_max()
+        raise DataError(f"{path}: row {row} has no string in column {column!r}")
+    return col.to_list()
 
 
 def _column(frame_of: Callable[[Path], pl.DataFrame], data: JsonlData | ParquetData,
             what: str) -> _Read:
-    """One document per row of the text column of each file."""
-    docs = []
+    """One document per row of the text column of each file; with a prompt column, the
+    document is prompt + response and the prompt's length is kept."""
+    docs, prompts = [], [] if data.prompt else None
     for path, name, _ in _expand(data.paths, folders=False):
         try:
             frame = frame_of(path)
         except (pl.exceptions.PolarsError, OSError) as e:
             raise DataError(f"{path}: not readable as {what}: {str(e).splitlines()[0]}") from None
-        if data.column not in frame.columns:
-            raise _no_column(path, data.column, frame.columns)
-        col = frame.get_column(data.column)
-        if isinstance(col.dtype, (pl.Categorical, pl.Enum)):
-            col = col.cast(pl.String)
-        if col.dtype != pl.String:
-            raise DataError(f"{path}: column {data.column!r} holds {col.dtype}, not strings")
-        if col.null_count():
-            row = col.is_null().arg_max()
-            raise DataError(f"{path}: row {row} has no string in column {data.column!r}")
-        docs += [(f"{name}:{row}", text) for row, text in enumerate(col.to_list())]
-    return _Read(docs)
+        texts = _strings(frame, path, data.column, "data.column")
+        if data.prompt:
+            for row, (prompt, response) in enumerate(zip(_strings(frame, path, data.prompt, "data.prompt"), texts)):
+                prompts.append(len(prompt))
+                docs.append((f"{name}:{row}", prompt + response))
+        else:
+            docs += [(f"{name}:{row}", text) for row, text in enumerate(texts)]
+    return _Read(docs, prompts=prompts)
 
 
 def _jsonl(data: JsonlData) -> _Read:
@@ -271,9 +336,11 @@ def _jsonl(data: JsonlData) -> _Read:
 def _parquet(data: ParquetData) -> _Read:
     def frame_of(path: Path) -> pl.DataFrame:
         names = list(pl.read_parquet_schema(path))
-        if data.column not in names:  # say so before reading any data
-            raise _no_column(path, data.column, names)
-        return pl.read_parquet(path, columns=[data.column])
+        wanted = [c for c in (data.prompt, data.column) if c]
+        for column, field_name in zip(wanted, ("data.prompt", "data.column")[-len(wanted):]):
+            if column not in names:  # say so before reading any data
+                raise _no_column(path, column, names, field_name)
+        return pl.read_parquet(path, columns=wanted)
     return _column(frame_of, data, "Parquet")
 
 
@@ -353,6 +420,7 @@ def _synthetic(data: SyntheticData) -> _Read:
 
 _SOURCES: dict[str, Callable[..., _Read]] = {
     "python-stdlib": _stdlib,
+    "python-docstrings": _docstrings,
     "files": _files,
     "jsonl": _jsonl,
     "parquet": _parquet,

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 class WorkerPlan:
     index: int
     env: dict[str, str]          # added to the worker's environment
-    threads: int                 # torch CPU threads
+    threads: int                 # torch CPU threads (split again between a trial's processes)
     device: str                  # for people: "cuda:1 (2 trials share it)" or "cpu (1 thread)"
+    devices: int = 1             # data-parallel processes per trial
 
 
 def gpu_count() -> int:
@@ -28,15 +29,24 @@ def gpu_count() -> int:
         return 0
 
 
-def plan_workers(workers: str | int, gpus: int, trials_per_gpu: int = 1, cpus: int | None = None) -> list[WorkerPlan]:
-    """Plans for `workers` processes (`auto`: gpus x trials_per_gpu, or 1 without GPUs).
-    Worker i uses GPU (i // trials_per_gpu) mod gpus, so packed workers share a GPU and a
-    count beyond gpus x trials_per_gpu wraps round."""
+def plan_workers(workers: str | int, gpus: int, trials_per_gpu: int = 1, cpus: int | None = None,
+                 gpus_per_trial: int = 1) -> list[WorkerPlan]:
+    """Plans for `workers` processes (`auto`: one per group of gpus_per_trial GPUs, times
+    trials_per_gpu; 1 without GPUs). Worker i uses GPU group (i // trials_per_gpu) mod groups,
+    so packed workers share a GPU and a count beyond the groups wraps round. Without GPUs a
+    trial's gpus_per_trial processes run on the CPU (gloo)."""
     if trials_per_gpu < 1:
         raise ValueError("--trials-per-gpu must be at least 1")
+    if gpus_per_trial < 1:
+        raise ValueError("--gpus-per-trial must be at least 1")
+    if gpus_per_trial > 1 and trials_per_gpu > 1:
+        raise ValueError("--gpus-per-trial and --trials-per-gpu cannot both be above 1")
+    if gpus and gpus_per_trial > gpus:
+        raise ValueError(f"--gpus-per-trial {gpus_per_trial} needs that many GPUs; this machine has {gpus}")
     cpus = cpus or os.cpu_count() or 1
+    groups = gpus // gpus_per_trial
     if workers == "auto":
-        n = gpus * trials_per_gpu if gpus else 1
+        n = groups * trials_per_gpu if gpus else 1
     else:
         n = int(workers)
         if n < 1:
@@ -47,11 +57,15 @@ def plan_workers(workers: str | int, gpus: int, trials_per_gpu: int = 1, cpus: i
     plans = []
     for i in range(n):
         if gpus:
-            gpu = ids[(i // trials_per_gpu) % gpus]
-            sharing = sum(1 for j in range(n) if ids[(j // trials_per_gpu) % gpus] == gpu)
-            plans.append(WorkerPlan(i, {"CUDA_VISIBLE_DEVICES": gpu}, threads,
-                                    f"cuda:{gpu} ({sharing} trial{'s' if sharing > 1 else ''} share it)"))
+            slot = (i // trials_per_gpu) % groups
+            group = ",".join(ids[slot * gpus_per_trial:(slot + 1) * gpus_per_trial])
+            sharing = sum(1 for j in range(n) if (j // trials_per_gpu) % groups == slot)
+            where = f"cuda:{group}" if gpus_per_trial == 1 else f"cuda:{group} (one trial on {gpus_per_trial} GPUs)"
+            if gpus_per_trial == 1:
+                where += f" ({sharing} trial{'s' if sharing > 1 else ''} share it)"
+            plans.append(WorkerPlan(i, {"CUDA_VISIBLE_DEVICES": group}, threads, where, gpus_per_trial))
         else:
-            plans.append(WorkerPlan(i, {"CUDA_VISIBLE_DEVICES": ""}, threads,
-                                    f"cpu ({threads} thread{'s' if threads > 1 else ''})"))
+            where = f"cpu ({threads} thread{'s' if threads > 1 else ''}"
+            where += f", {gpus_per_trial} processes per trial)" if gpus_per_trial > 1 else ")"
+            plans.append(WorkerPlan(i, {"CUDA_VISIBLE_DEVICES": ""}, threads, where, gpus_per_trial))
     return plans

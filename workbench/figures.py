@@ -105,12 +105,54 @@ def frontier_figure(done: pl.DataFrame) -> go.Figure:
     return _layout(fig, "compute-optimal frontier", "training compute C (FLOPs)", "val bits per byte", logy=True)
 
 
-def curves_figure(curves: list[tuple[str, list[dict]]]) -> go.Figure:
+def curves_figure(curves: list[tuple[str, list[dict]]], x: str = "tokens",
+                  title: str = "evaluation bits per byte during training") -> go.Figure:
+    """One line of val bpb per named curve (a list of EvalPoint dicts) against `x` (tokens or step)."""
     fig = go.Figure()
     for i, (name, curve) in enumerate(curves):
-        fig.add_trace(go.Scatter(x=[p["tokens"] for p in curve], y=[p["val_bpb"] for p in curve],
+        fig.add_trace(go.Scatter(x=[p[x] for p in curve], y=[p["val_bpb"] for p in curve],
                                  mode="lines+markers", name=esc(name), line=dict(color=PALETTE[i % len(PALETTE)])))
-    return _layout(fig, "evaluation bits per byte during training", "tokens", "val bits per byte")
+    return _layout(fig, title, x, "val bits per byte", logx=x == "tokens")
+
+
+def _hover(part: pl.DataFrame, fields: list[str]) -> list[str]:
+    """'trial 3<br>model.width=64' per row: the trial and its searched fields, escaped."""
+    cols = [(f.removeprefix("spec."), part[f].to_list()) for f in fields if f in part.columns]
+    return ["<br>".join([f"trial {t}"] + [f"{esc(name)}={esc(values[i])}" for name, values in cols])
+            for i, t in enumerate(part["trial"].to_list())]
+
+
+def int8_figure(suite: pl.DataFrame, group_col: str | None) -> go.Figure:
+    """bpb with int8 weights against full-precision bpb, one colour per group, with y = x: the
+    higher a point sits above the line, the worse that architecture takes quantization."""
+    fig = go.Figure()
+    for i, (name, part) in enumerate(groups(suite, group_col)):
+        fig.add_trace(go.Scatter(
+            x=part["suite.metrics.bpb"].to_list(), y=part["suite.int8_bpb"].to_list(), mode="markers",
+            name=esc(name), marker=dict(color=PALETTE[i % len(PALETTE)], size=8, opacity=0.8),
+            text=_hover(part, []), hovertemplate="%{text}<br>bpb %{x:.4f}, int8 %{y:.4f}<extra></extra>"))
+    values = [v for c in ("suite.metrics.bpb", "suite.int8_bpb") for v in suite[c].drop_nulls().to_list()]
+    if values:
+        lo, hi = min(values), max(values)
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x (no penalty)",
+                                 line=dict(color="#999", dash="dash"), hoverinfo="skip"))
+    return _layout(fig, "int8 weights vs full precision (suite corpus)", "full-precision bits per byte",
+                   "int8 bits per byte", logx=False)
+
+
+def finetune_figure(ft: pl.DataFrame, group_col: str | None, fields: list[str]) -> go.Figure:
+    """Per trial, what fine-tuning bought (gain, up is better) against what it cost on the
+    pretraining corpus (forgetting, left is better), one colour per group."""
+    fig = go.Figure()
+    for i, (name, part) in enumerate(groups(ft, group_col)):
+        fig.add_trace(go.Scatter(
+            x=part["forgetting_bpb"].to_list(), y=part["finetune_gain_bpb"].to_list(), mode="markers",
+            name=esc(name), marker=dict(color=PALETTE[i % len(PALETTE)], size=9, opacity=0.8),
+            text=_hover(part, fields),
+            hovertemplate="%{text}<br>forgetting %{x:+.4f}, gain %{y:+.4f}<extra></extra>"))
+    return _layout(fig, "fine-tuning gain vs forgetting (bits per byte)",
+                   "forgetting: pretraining-corpus bpb after − before", "gain: fine-tuning-corpus bpb before − after",
+                   logx=False)
 
 
 def search_figures(ostudy) -> list[tuple[str, go.Figure]]:

@@ -56,7 +56,7 @@ MIN_DECADES = 0.3           # N and D must each span a factor 2 for L(N, D) to b
 # ----------------------------------------------------------------------------------- input
 
 
-def load_runs(source: Path, *, loss: str = "val_bpb", n_convention: str = "total",
+def load_runs(source: Path, *, loss: str | None = None, n_convention: str = "total",
               c_convention: str = "6N+attn", storage: str | None = None,
               group_by: str | None = None) -> tuple[pl.DataFrame, dict]:
     """The runs to fit, as a table with columns params, tokens, flops, loss, group (str or
@@ -83,12 +83,14 @@ def load_runs(source: Path, *, loss: str = "val_bpb", n_convention: str = "total
         study = load_study(source)
         table = trials_table(load_existing(study, storage or default_storage(study)))
         group_by = study.spec.scaling.group_by if group_by is None else group_by
+        loss = loss or study.spec.scaling.loss
         ladder = study.spec.ladder
         runs, prov = _from_export(table, str(source), loss, n_convention, c_convention, group_by,
                                   ladder.flops_convention if ladder and ladder.flops else None)
         prov.update(kind="study", study=study.name, defaults={"x": study.spec.scaling.x, "group_by": group_by})
         return runs, prov
     table = _read_table(source)
+    loss = loss or "val_bpb"
     if "params" in table.columns or "params.total" not in table.columns:
         runs, prov = _from_table(table, str(source), loss, group_by)
     else:
@@ -233,7 +235,7 @@ def save(result: dict, path: Path) -> Path:
 
 def fit_source(source: Path, *, x: str | None = None, form: str = "auto", group_by: str | None = None,
                target_flops: float | None = None, bootstrap: int = 1000, huber_delta: float = 1e-3,
-               loss: str = "val_bpb", n_convention: str = "total", c_convention: str = "6N+attn",
+               loss: str | None = None, n_convention: str = "total", c_convention: str = "6N+attn",
                holdout: float = 0.2, storage: str | None = None, seed: int = 0,
                fixed_e: float | None = None, outliers: float | None = None,
                workers: int | None = None) -> dict:

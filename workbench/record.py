@@ -38,6 +38,62 @@ class EvalPoint(_Plain):
     train_loss: float
     val_loss: float
     val_bpb: float
+    phase: Literal["pretrain", "finetune"] = "pretrain"
+    """Which phase; its own corpus is the one scored."""
+
+
+class Metrics(_Plain):
+    """One model scored on the held-out text of one corpus."""
+
+    loss: float
+    """Mean nats per predicted token."""
+    ppl: float
+    bpb: float
+    """Total nats / (ln 2 x UTF-8 bytes of the scored text)."""
+    top1: float
+    """Next-token top-1 accuracy."""
+    tokens: int
+    bytes: int
+
+
+class PhaseRecord(_Plain):
+    """One training phase and the model it left, scored on every corpus of the run."""
+
+    name: Literal["pretrain", "finetune"]
+    tokens: int
+    steps: int
+    train_s: float
+    lr: float
+    """Peak learning rate."""
+    metrics: dict[str, Metrics]
+    """At the end of the phase, by corpus ("pretrain", "finetune")."""
+
+
+class Completion(_Plain):
+    """Held-out completions: the first half of a line (after its preceding text) in, the rest
+    of the line out by greedy decoding; prompt and response for prompt/response corpora."""
+
+    tasks: int
+    exact_match: float
+    bleu: float
+    """Corpus BLEU-4 over all tasks (0..1)."""
+    examples: list[dict[str, str]]
+    """A few tasks with prompt, reference and output, for people."""
+
+
+class EvalSuite(_Plain):
+    """The finished model judged beyond its loss, on the corpus it was last trained on."""
+
+    corpus: str
+    metrics: Metrics
+    int8_bpb: float
+    """bpb with every weight matrix rounded to int8 (per-row absmax), beside metrics.bpb."""
+    int8_loss: float
+    int8_weight_error: float
+    """Largest relative Frobenius error of a quantized matrix."""
+    completion: Completion | None
+    samples: list[dict[str, str]]
+    """Sampled continuations (prompt, text) saved for people to read."""
 
 
 class RunRecord(_Plain):
@@ -79,6 +135,19 @@ class RunRecord(_Plain):
     compile_s: float | None = None
     tokenizer: TokenizerStats
     curve: list[EvalPoint]
+    """Pretraining evaluations on the pretraining corpus."""
+    devices: int = 1
+    """Data-parallel processes that trained it."""
+    phases: list[PhaseRecord] = []
+    finetune_curve: list[EvalPoint] = []
+    """Fine-tuning evaluations on the fine-tuning corpus (step and tokens count from its start)."""
+    finetune_val_loss: float | None = None
+    finetune_val_bpb: float | None = None
+    finetune_gain_bpb: float | None = None
+    """Fine-tuning corpus bpb before fine-tuning minus after: what fine-tuning bought."""
+    forgetting_bpb: float | None = None
+    """Pretraining corpus bpb after fine-tuning minus before: what it cost."""
+    suite: EvalSuite | None = None
 
 
 SPEC_FILE, RECORD_FILE, METRICS_FILE = "spec.yaml", "record.json", "metrics.jsonl"

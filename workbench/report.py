@@ -20,14 +20,57 @@ from workbench.results import trials_table
 from workbench.search import Study
 
 TABLE_COLUMNS = [("params.total", "N"), ("compute.6N+attn", "C"), ("tokens", "D"), ("val_bpb", "bpb"),
-                 ("val_ppl", "ppl"), ("tokens_per_s", "tok/s"), ("mfu", "MFU"),
+                 ("val_ppl", "ppl"), ("finetune_val_bpb", "fine-tune bpb"), ("suite.metrics.top1", "top-1"),
+                 ("suite.int8_bpb", "int8 bpb"), ("tokens_per_s", "tok/s"), ("mfu", "MFU"),
                  ("peak_memory_bytes", "peak mem"), ("wall_s", "wall s")]
+OPTIONAL_COLUMNS = {"finetune_val_bpb", "suite.metrics.top1", "suite.int8_bpb"}
+"""Shown only when some trial has a value: records from before fine-tuning and the suite lack them."""
+MISSING = "–"
+
+# Evaluation-suite table: (column, heading, format); "int8 penalty" is derived (int8 bpb - bpb).
+SUITE_COLUMNS = [("val_bpb", "val bpb", "{:.4f}"), ("suite.metrics.bpb", "suite bpb", "{:.4f}"),
+                 ("suite.int8_bpb", "int8 bpb", "{:.4f}"), ("int8 penalty", "int8 − full", "{:+.3g}"),
+                 ("suite.metrics.ppl", "ppl", "{:.4g}"), ("suite.metrics.top1", "top-1", "{:.1%}"),
+                 ("suite.completion.exact_match", "exact match", "{:.1%}"),
+                 ("suite.completion.bleu", "BLEU", "{:.3f}"), ("suite.completion.tasks", "tasks", "{:.0f}")]
+# Fine-tuning table: (column, heading, format, True when higher is better).
+FINETUNE_COLUMNS = [("finetune_gain_bpb", "gain (bpb)", "{:+.4f}", True),
+                    ("forgetting_bpb", "forgetting (bpb)", "{:+.4f}", False),
+                    ("finetune_val_bpb", "fine-tune val bpb", "{:.4f}", False)]
+_CONTROLS = {c: "\ufffd" for c in range(32) if chr(c) not in "\t\n"} | {127: "\ufffd"}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    """A number in `fmt`, or the missing mark."""
+    return MISSING if _missing(value) else fmt.format(value)
+
+
+def _median(values: list) -> float | None:
+    kept = sorted(v for v in values if not _missing(v))
+    if not kept:
+        return None
+    mid = len(kept) // 2
+    return float(kept[mid]) if len(kept) % 2 else (kept[mid - 1] + kept[mid]) / 2
+
+
+def _text(value: Any) -> str:
+    """Model text for a <pre>: control characters (untrained models emit them) shown as U+FFFD, escaped."""
+    return esc(str(value or "").translate(_CONTROLS))
+
+
+def _with_columns(df: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """`df` with every named column, null where older records lack it."""
+    return df.with_columns([pl.lit(None, dtype=pl.Float64).alias(c) for c in columns if c not in df.columns])
 
 
 def _num(value: Any, kind: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if kind == "MFU":
+    if _missing(value):
+        return MISSING
+    if kind in ("MFU", "top-1"):
         return f"{value:.1%}"
     if kind == "peak mem":
         return f"{value / 2**20:,.0f} MiB"
@@ -195,8 +238,10 @@ def _comparison(page: _Page, study: Study, done: pl.DataFrame, fit: dict | None)
 
 def _trials(page: _Page, study: Study, df: pl.DataFrame) -> None:
     fields = _searched_columns(study, df)
+    shown = [(c, name) for c, name in TABLE_COLUMNS if c in df.columns
+             and (c not in OPTIONAL_COLUMNS or df[c].null_count() < df.height)]
     columns = [("trial", "trial"), ("status", "status")] + [(c, c.removeprefix("spec.")) for c in fields] \
-        + [(c, name) for c, name in TABLE_COLUMNS if c in df.columns] + [("reason", "failure reason")]
+        + shown + [("reason", "failure reason")]
     head = "".join(f"<th>{esc(name)}</th>" for _, name in columns)
     body = []
     for row in df.iter_rows(named=True):
@@ -220,10 +265,105 @@ def _curves(page: _Page, study: Study, done: pl.DataFrame, top: int = 6) -> None
     page.figure(figures.curves_figure(curves))
 
 
+def _best_median_rows(name: str, part: pl.DataFrame, best: dict, columns: list[tuple[str, str, str]]) -> str:
+    """Two table rows for one group: the best trial's values, then each column's median."""
+    first = f"<td rowspan='2'>{esc(name)}</td><td rowspan='2'>{part.height}</td>"
+    cells = "".join(f"<td>{_fmt(best.get(c), f)}</td>" for c, _, f in columns)
+    medians = "".join(f"<td>{_fmt(_median(part[c].to_list()), f)}</td>" for c, _, f in columns)
+    return (f"<tr>{first}<td>best: trial {best['trial']}</td>{cells}</tr>"
+            f"<tr><td>median</td>{medians}</tr>")
+
+
+def _suite(page: _Page, study: Study, done: pl.DataFrame, examples: int = 3, samples: int = 2) -> None:
+    """Per group, the best trial (lowest suite bpb) and the medians of the evaluation suite; int8
+    vs full precision as a figure; the best trials' saved completions and samples."""
+    page.add("<h2 id='suite'>Evaluation suite</h2>")
+    if "suite.metrics.bpb" not in done.columns or done["suite.metrics.bpb"].null_count() == done.height:
+        page.add("<p class='note'>No completed trial has an evaluation suite (records from older versions).</p>")
+        return
+    suite = _with_columns(done.filter(pl.col("suite.metrics.bpb").is_not_null()),
+                          [c for c, _, _ in SUITE_COLUMNS if c != "int8 penalty"] + ["suite.corpus"])
+    suite = suite.with_columns((pl.col("suite.int8_bpb") - pl.col("suite.metrics.bpb")).alias("int8 penalty"))
+    corpora = sorted({str(c) for c in suite["suite.corpus"].drop_nulls().to_list()})
+    page.add("<p>Each finished model judged on the held-out text of the corpus it was last trained on "
+             f"({esc(', '.join(corpora) or MISSING)}): bpb and perplexity, next-token top-1 accuracy, bpb with "
+             "int8 weights beside full precision (a small difference: the architecture compresses well), and "
+             "greedy completions of held-out lines (exact match, BLEU-4). val bpb is the pretraining corpus's, as "
+             "elsewhere in this report. Best: the lowest suite bpb.</p>")
+    group = _group_column(study, suite)
+    head = "".join(f"<th>{esc(h)}</th>" for _, h, _ in SUITE_COLUMNS)
+    rows, bests = [], []
+    for name, part in figures.groups(suite, group):
+        best = part.sort("suite.metrics.bpb").row(0, named=True)
+        bests.append((name, best))
+        rows.append(_best_median_rows(name, part, best, SUITE_COLUMNS))
+    page.add(f"<table class='data' id='suite-table'><tr><th>group</th><th>runs</th><th></th>{head}</tr>"
+             + "".join(rows) + "</table>")
+    page.figure(figures.int8_figure(suite, group))
+    for name, best in bests:
+        parts = []
+        for ex in (best.get("suite.completion.examples") or [])[:examples]:
+            prompt = str(ex.get("prompt") or "")
+            tail = prompt if len(prompt) <= 160 else "…" + prompt[-160:]
+            parts.append("<tr>" + "".join(f"<td><pre class='sample'>{_text(v)}</pre></td>"
+                                          for v in (tail, ex.get("reference"), ex.get("output"))) + "</tr>")
+        if parts:
+            parts = ["<table class='data examples'><tr><th>prompt (tail)</th><th>reference</th><th>output</th></tr>"
+                     + "".join(parts) + "</table>"]
+        for sample in (best.get("suite.samples") or [])[:samples]:
+            parts.append(f"<pre class='sample'><b>{_text(sample.get('prompt'))}</b>{_text(sample.get('text'))}</pre>")
+        if parts:
+            page.add(f"<h3>{esc(name)}: trial {best['trial']}, completions and samples saved in the run record</h3>"
+                     + "".join(parts))
+
+
+def _has_finetune(done: pl.DataFrame) -> bool:
+    if "phases" not in done.columns:
+        return False
+    return any(any((p or {}).get("name") == "finetune" for p in phases or []) for phases in done["phases"].to_list())
+
+
+def _finetune(page: _Page, study: Study, done: pl.DataFrame, top: int = 6) -> None:
+    """Per group, the best and median fine-tuning gain and forgetting; gain vs forgetting per
+    trial; the fine-tuning curves of the trials with the lowest fine-tuned bpb."""
+    if done.is_empty() or not _has_finetune(done):
+        return
+    ft = _with_columns(done, [c for c, *_ in FINETUNE_COLUMNS] + ["finetune_curve"])
+    ft = ft.filter(pl.col("finetune_gain_bpb").is_not_null() | pl.col("forgetting_bpb").is_not_null())
+    page.add("<h2 id='finetune'>Fine-tuning</h2><p>Gain: bpb on the fine-tuning corpus before fine-tuning minus "
+             "after (what it bought, higher is better). Forgetting: bpb on the pretraining corpus after minus "
+             "before (what it cost, lower is better). Best: each column's best trial.</p>")
+    if ft.is_empty():
+        page.add("<p class='note'>No completed fine-tuned trial has gain or forgetting recorded.</p>")
+        return
+    group = _group_column(study, ft)
+    head = "".join(f"<th>{esc(h)}: best</th><th>{esc(h)}: median</th>" for _, h, _, _ in FINETUNE_COLUMNS)
+    rows = []
+    for name, part in figures.groups(ft, group):
+        cells = []
+        for column, _, fmt, higher in FINETUNE_COLUMNS:
+            valid = part.filter(pl.col(column).is_not_null() & pl.col(column).is_not_nan()) \
+                if part.schema[column].is_float() else part.filter(pl.col(column).is_not_null())
+            best = valid.sort(column, descending=higher).row(0, named=True) if valid.height else None
+            cells.append(f"<td>{_fmt(best[column], fmt)} (trial {best['trial']})</td>" if best
+                         else f"<td>{MISSING}</td>")
+            cells.append(f"<td>{_fmt(_median(part[column].to_list()), fmt)}</td>")
+        rows.append(f"<tr><td>{esc(name)}</td><td>{part.height}</td>{''.join(cells)}</tr>")
+    page.add(f"<table class='data' id='finetune-table'><tr><th>group</th><th>runs</th>{head}</tr>"
+             + "".join(rows) + "</table>")
+    page.figure(figures.finetune_figure(ft, group, _searched_columns(study, ft)))
+    chosen = ft.filter(pl.col("finetune_val_bpb").is_not_null()).sort("finetune_val_bpb").head(top)
+    curves = [(f"trial {r['trial']}", r["finetune_curve"]) for r in chosen.iter_rows(named=True) if r["finetune_curve"]]
+    if curves:
+        page.figure(figures.curves_figure(curves, x="step",
+                                          title="fine-tuning corpus bits per byte during fine-tuning"))
+
+
 def _samples(page: _Page, study: Study, done: pl.DataFrame, prompt: str, tokens: int) -> None:
     from workbench.sample import generate, load_run
-    page.add(f"<h2>Samples</h2><p>Continuations of <code>{esc(prompt)}</code> from the best model of each "
-             "group (temperature 0.8, top-k 50), for people to judge.</p>")
+    page.add(f"<h2>Samples</h2><p>Continuations of <code>{esc(prompt)}</code> from the best model of each group "
+             "(temperature 0.8, top-k 50), generated now from the weights in its run folder, for people to judge "
+             "(the evaluation suite above shows those saved in the run record).</p>")
     group = _group_column(study, done)
     for name, part in figures.groups(done, group):
         best = part.sort("val_bpb").row(0, named=True)
@@ -254,6 +394,8 @@ def build(study: Study, ostudy: optuna.Study, fit: dict | None = None, fit_error
     for _, fig in figures.search_figures(ostudy):
         page.figure(fig)
     _comparison(page, study, done, fit)
+    _suite(page, study, done)
+    _finetune(page, study, done)
     _trials(page, study, df)
     _curves(page, study, done)
     if samples and not done.is_empty():
@@ -304,6 +446,7 @@ table.kv th {{ color: #555; font-weight: normal; }}
 .note {{ color: #555; font-style: italic; }} .warn {{ color: #a40; }}
 .prediction {{ font-weight: bold; }}
 pre.sample {{ background: #f7f7f7; padding: 0.8em; white-space: pre-wrap; }}
+table.examples td {{ vertical-align: top; max-width: 30em; }} table.examples pre.sample {{ margin: 0; }}
 #filter {{ padding: 0.3em; width: 20em; }}
 </style></head><body>
 {body}

@@ -16,7 +16,7 @@ from workbench import accounting
 from workbench.spec import Spec
 from workbench.specfile import (Issue, SpecError, read_with_extends, read_yaml, resolve_paths,
                                 set_dotted, validate_data)
-from workbench.studyspec import ChoiceParam, FloatParam, IntParam, StudySpec, parse_constraint
+from workbench.studyspec import FINETUNE_OBJECTIVES, ChoiceParam, FloatParam, IntParam, StudySpec, parse_constraint
 
 
 @dataclass
@@ -52,6 +52,14 @@ def load_study(path: str | Path) -> Study:
     study = Study(path, spec, base_data, base)
     problems = [Issue(*locs.get(where, (str(path), None)), ".".join(map(str, where)), message)
                 for where, message in _space_problems(study)]
+    if base.finetune is None:
+        wanted = [name for name, _ in spec.directions() if name in FINETUNE_OBJECTIVES]
+        if spec.scaling.loss.startswith("finetune_"):
+            wanted.append(f"scaling.loss {spec.scaling.loss}")
+        if wanted:
+            file, line = locs.get(("objectives",), (str(path), None))
+            problems.append(Issue(file, line, "objectives", f"{', '.join(wanted)} need a finetune: "
+                                  "phase in the base spec"))
     if not problems and spec.ladder:
         for size in spec.ladder.sizes:
             for group in spec.ladder.groups:
@@ -145,11 +153,13 @@ def _apply(data: dict, overrides: dict[str, Any]) -> dict:
     return data
 
 
-def spec_for(study: Study, overrides: dict[str, Any], number: int) -> Spec:
-    """The trial's spec: base + overrides, validated and checked against the constraints.
-    Raises Infeasible with the reason."""
+def spec_for(study: Study, overrides: dict[str, Any], number: int, devices: int | None = None) -> Spec:
+    """The trial's spec: base + overrides (+ train.devices when given), validated and checked
+    against the constraints. Raises Infeasible with the reason."""
     data = _apply(study.base_data, overrides)
     data["name"] = f"{study.name}-{number}"
+    if devices is not None:
+        data["train"] = {**data.get("train", {}), "devices": devices}
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:  # the sample is an impossible shape

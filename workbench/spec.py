@@ -140,6 +140,15 @@ class StdlibData(_DataSource):
     """Embedded default corpus."""
 
 
+class DocstringData(_DataSource):
+    """Prompt/response pairs built from this machine's standard library: a function's `def`
+    line(s) in, the first line of its docstring out (about 6,900 pairs, 0.6 MB). A pair is
+    held out exactly when its file is held out of python-stdlib at the same val_fraction."""
+
+    source: Literal["python-docstrings"]
+    """Function signatures to docstring summaries."""
+
+
 class FilesData(_DataSource):
     """Plain-text files: each file is one document."""
 
@@ -157,7 +166,10 @@ class JsonlData(_DataSource):
     paths: list[str] = Field(min_length=1)
     """Files or glob patterns, relative to the spec file."""
     column: str = "text"
-    """Field holding the text."""
+    """Field holding the text (with `prompt`: the response)."""
+    prompt: str | None = None
+    """Field holding a prompt: each row is then a prompt/response pair (supervised instruction
+    tuning), trained and scored on the response tokens only."""
 
 
 class ParquetData(_DataSource):
@@ -168,7 +180,10 @@ class ParquetData(_DataSource):
     paths: list[str] = Field(min_length=1)
     """Files or glob patterns, relative to the spec file."""
     column: str = "text"
-    """Column holding the text."""
+    """Column holding the text (with `prompt`: the response)."""
+    prompt: str | None = None
+    """Column holding a prompt: each row is then a prompt/response pair (supervised instruction
+    tuning), trained and scored on the response tokens only."""
 
 
 class SyntheticData(_DataSource):
@@ -193,7 +208,7 @@ class SyntheticData(_DataSource):
 
 
 DataSpec = Annotated[
-    Union[StdlibData, FilesData, JsonlData, ParquetData, SyntheticData],
+    Union[StdlibData, DocstringData, FilesData, JsonlData, ParquetData, SyntheticData],
     Field(discriminator="source"),
 ]
 
@@ -274,10 +289,73 @@ class TrainSpec(_Section):
     """Size of the held-out evaluation text in UTF-8 bytes; the same text for every tokenizer."""
     compile: bool = False
     """Compile the model with torch.compile (compile time is reported separately)."""
+    completions: int = Field(32, ge=0)
+    """Held-out line completions scored by exact match and BLEU after training (0 skips them)."""
+    samples: int = Field(2, ge=0)
+    """Generated samples saved in the run record for people to read."""
+    devices: int = Field(1, ge=1)
+    """Data-parallel processes (GPUs) for this run: each takes an equal share of every
+    micro-batch, so the optimisation is the same as on one device. More than 1 runs the trial
+    as an Accelerate job in its own processes (gloo on CPU, NCCL on GPUs)."""
 
     @property
     def micro_tokens(self) -> int:
         return self.micro_batch_tokens or self.batch_tokens
+
+
+class FinetuneSpec(_Section):
+    """A second phase that continues from the pretrained weights on another corpus, with a fresh
+    optimizer and its own budget and schedule; fields left out follow `train`."""
+
+    data: DataSpec
+    """The fine-tuning corpus; its held-out split scores the gain. JSONL or Parquet with
+    `prompt` set trains on responses only."""
+    budget: BudgetSpec
+    """How long to fine-tune."""
+    lr: float = Field(3e-4, gt=0)
+    """Peak learning rate of the fine-tuning phase."""
+    schedule: ScheduleSpec = ScheduleSpec()
+    """Its learning-rate schedule."""
+    batch_tokens: int | None = Field(None, ge=2)
+    """Tokens per optimizer step (default: train.batch_tokens)."""
+    micro_batch_tokens: int | None = Field(None, ge=2)
+    """Tokens per forward/backward pass (default: train's, or batch_tokens when that is set here)."""
+    weight_decay: float | None = Field(None, ge=0)
+    """Weight decay (default: train.weight_decay)."""
+    eval_every: int | None = Field(None, ge=1)
+    """Evaluate every this many steps (default: about 5 evaluations)."""
+    eval_bytes: int | None = Field(None, ge=1)
+    """Held-out fine-tuning text in UTF-8 bytes (default: train.eval_bytes)."""
+
+    def recipe(self, train: TrainSpec) -> TrainSpec:
+        """The training recipe of this phase: train's, with this section's fields."""
+        update = {"budget": self.budget, "lr": self.lr, "schedule": self.schedule, "eval_every": self.eval_every}
+        if self.batch_tokens is not None:
+            update |= {"batch_tokens": self.batch_tokens, "micro_batch_tokens": self.micro_batch_tokens}
+        elif self.micro_batch_tokens is not None:
+            update["micro_batch_tokens"] = self.micro_batch_tokens
+        for name in ("weight_decay", "eval_bytes"):
+            if getattr(self, name) is not None:
+                update[name] = getattr(self, name)
+        return train.model_copy(update=update)
+
+
+def _batch_problems(where: tuple[str, ...], t: TrainSpec, context: int) -> list[tuple[tuple[str, ...], str]]:
+    out = []
+    if t.batch_tokens % context:
+        out.append((where + ("batch_tokens",), f"{t.batch_tokens} is not a multiple of model.context {context}"))
+        return out
+    micro = t.micro_batch_tokens
+    if micro is not None and (micro % context or t.batch_tokens % micro):
+        out.append((where + ("micro_batch_tokens",), f"{micro} must be a multiple of "
+                    f"model.context {context} and divide batch_tokens {t.batch_tokens}"))
+        return out
+    rows = t.micro_tokens // context
+    if t.devices > 1 and rows % t.devices:
+        out.append((("train", "devices"), f"{t.devices} devices cannot share a micro-batch of {rows} "
+                    f"sequences equally ({'.'.join(where)}): make micro_batch_tokens / context a "
+                    "multiple of devices"))
+    return out
 
 
 # ------------------------------------------------------------------------------------ spec
@@ -300,6 +378,8 @@ class Spec(_Section):
     """The corpus; its held-out split is used for every evaluation."""
     train: TrainSpec
     """The training recipe."""
+    finetune: FinetuneSpec | None = None
+    """An optional fine-tuning phase after pretraining."""
 
     @model_validator(mode="after")
     def _possible(self) -> Spec:
@@ -336,17 +416,14 @@ class Spec(_Section):
         if tok.kind in ("char",) + TRAINED_TOKENIZERS and tok.size < 512:
             out.append((("tokenizer", "vocab_size"), f"{tok.kind} needs vocab_size >= 512 "
                         "(256 byte pieces, special tokens and learned pieces)"))
-        if t.batch_tokens % m.context:
-            out.append((("train", "batch_tokens"),
-                        f"{t.batch_tokens} is not a multiple of model.context {m.context}"))
-        micro = t.micro_batch_tokens
-        if micro is not None and (micro % m.context or t.batch_tokens % micro):
-            out.append((("train", "micro_batch_tokens"), f"{micro} must be a multiple of "
-                        f"model.context {m.context} and divide batch_tokens {t.batch_tokens}"))
+        out += _batch_problems(("train",), t, m.context)
+        if self.finetune is not None:
+            out += _batch_problems(("finetune",), self.finetune.recipe(t), m.context)
         return out
 
     def digest(self) -> str:
         """Short content hash of the resolved spec (names and descriptions excluded)."""
-        data = self.model_dump(mode="json", exclude={"name", "description", "extends"})
+        data = self.model_dump(mode="json", exclude={"name": True, "description": True, "extends": True,
+                                                   "train": {"devices"}})
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -189,13 +189,18 @@ def validate_data(model: type[M], data: dict, locs: dict[Path_, Where], file: st
 
 
 def resolve_paths(data: dict, base: Path) -> dict:
-    """Make the data section's paths absolute, relative to the file that named them."""
-    section = data.get("data")
-    if isinstance(section, dict) and isinstance(section.get("paths"), list):
-        section = {**section, "paths": [
-            p if not isinstance(p, str) or Path(p).is_absolute() else str((base / p).resolve())
-            for p in section["paths"]]}
-        data = {**data, "data": section}
+    """Make the corpora's paths (data, finetune.data) absolute, relative to the file naming them."""
+    def resolved(section: Any) -> Any:
+        if isinstance(section, dict) and isinstance(section.get("paths"), list):
+            return {**section, "paths": [
+                p if not isinstance(p, str) or Path(p).is_absolute() else str((base / p).resolve())
+                for p in section["paths"]]}
+        return section
+
+    if "data" in data:
+        data = {**data, "data": resolved(data["data"])}
+    if isinstance(data.get("finetune"), dict) and "data" in data["finetune"]:
+        data = {**data, "finetune": {**data["finetune"], "data": resolved(data["finetune"]["data"])}}
     return data
 
 

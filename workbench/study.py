@@ -28,7 +28,8 @@ from workbench.search import Infeasible, Study, ladder_points, make_pruner, make
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-HOST = socket.gethostname()
+# A machine's name in the storage; set WORKBENCH_HOST where machines share a hostname (containers).
+HOST = os.environ.get("WORKBENCH_HOST") or socket.gethostname()
 WORKER_ID = f"{HOST}:{os.getpid()}"
 
 
@@ -247,15 +248,27 @@ class Heartbeat:
 
 
 def objective_values(study: Study, record: Any) -> list[float]:
+    suite = record.suite
     pick = {"val_bpb": record.val_bpb, "val_loss": record.val_loss, "params": record.params["total"],
             "flops": record.compute["6N+attn"], "tokens_per_s": record.tokens_per_s,
-            "wall_time": record.wall_s}
-    return [float(pick[name]) for name, _ in study.spec.directions()]
+            "wall_time": record.wall_s, "top1": suite and suite.metrics.top1,
+            "completion_exact": suite and suite.completion and suite.completion.exact_match,
+            "completion_bleu": suite and suite.completion and suite.completion.bleu,
+            "int8_bpb": suite and suite.int8_bpb, "finetune_val_bpb": record.finetune_val_bpb,
+            "finetune_val_loss": record.finetune_val_loss, "finetune_gain_bpb": record.finetune_gain_bpb,
+            "forgetting_bpb": record.forgetting_bpb}
+    values = [pick[name] for name, _ in study.spec.directions()]
+    missing = [name for (name, _), v in zip(study.spec.directions(), values) if v is None]
+    if missing:
+        raise ValueError(f"the run has no {', '.join(missing)} (train.completions is 0?)")
+    return [float(v) for v in values]
 
 
-def run_trial(ostudy: optuna.Study, study: Study, trial: optuna.Trial, root: Path) -> str:
-    """Sample, check and train one trial, then tell the storage; returns its status. Errors
-    inside the trial are recorded on it and never escape."""
+def run_trial(ostudy: optuna.Study, study: Study, trial: optuna.Trial, root: Path,
+              devices: int | None = None) -> str:
+    """Sample, check and train one trial (on `devices` data-parallel processes when given),
+    then tell the storage; returns its status. Errors inside the trial are recorded on it and
+    never escape."""
     import torch
 
     from workbench.train import Pruned, train
@@ -265,7 +278,7 @@ def run_trial(ostudy: optuna.Study, study: Study, trial: optuna.Trial, root: Pat
     overrides = attrs.get("overrides", {})
     try:
         chosen = overrides if attrs.get("origin") == "ladder" else sample(trial, study, overrides)
-        spec = spec_for(study, chosen, trial.number)
+        spec = spec_for(study, chosen, trial.number, devices)
     except Infeasible as e:
         return _finish(ostudy, trial, "infeasible", str(e))
     trial.set_user_attr("fields", chosen)
@@ -275,10 +288,14 @@ def run_trial(ostudy: optuna.Study, study: Study, trial: optuna.Trial, root: Pat
     # Ladder points and baselines are a designed experiment: they always run to the end.
     can_prune = len(study.spec.directions()) == 1 and study.spec.pruner.kind != "none" \
         and attrs.get("origin", "search") == "search"
+    # Prune on the curve of the phase the objective judges: fine-tuning, unless it is pretraining loss.
+    judged = "finetune" if spec.finetune and study.spec.directions()[0][0] not in ("val_bpb", "val_loss") else "pretrain"
     evals = 0
 
     def report(point) -> None:
         nonlocal evals
+        if point.phase != judged:
+            return
         evals += 1
         if can_prune:
             trial.report(point.val_bpb, point.step)
@@ -296,7 +313,11 @@ def run_trial(ostudy: optuna.Study, study: Study, trial: optuna.Trial, root: Pat
     trial.set_user_attr("record", record.model_dump(mode="json"))
     trial.set_user_attr("startup_s", before_train + record.setup_s)   # trial start to first step
     if record.status == "completed":
-        return _finish(ostudy, trial, "completed", None, objective_values(study, record))
+        try:
+            values = objective_values(study, record)
+        except ValueError as e:
+            return _finish(ostudy, trial, "failed", str(e))
+        return _finish(ostudy, trial, "completed", None, values)
     return _finish(ostudy, trial, record.status, record.reason)
 
 
@@ -312,15 +333,21 @@ def _finish(ostudy: optuna.Study, trial: optuna.Trial, status: str, reason: str 
     return status
 
 
-def work(study: Study, url: str, index: int = 0, root: Path | None = None) -> int:
-    """The worker loop: claim, run, repeat until the budget is spent. Returns trials run."""
+def work(study: Study, url: str, index: int = 0, root: Path | None = None, devices: int | None = None) -> int:
+    """The worker loop: claim, run, repeat until the budget is spent and no other worker's
+    trial is still running (a dead worker's trial is then retried here). Returns trials run."""
     ostudy = load_existing(study, url, sampler=make_sampler(study, index), pruner=make_pruner(study))
     root = root or study_dir(study)
     n = 0
-    while (trial := claim(ostudy, study, url)) is not None:
-        run_trial(ostudy, study, trial, root)
+    while True:
+        trial = claim(ostudy, study, url)
+        if trial is None:
+            if not ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                return n
+            time.sleep(study.spec.heartbeat.interval)
+            continue
+        run_trial(ostudy, study, trial, root, devices)
         n += 1
-    return n
 
 
 # ------------------------------------------------------------------------------ supervisor
@@ -338,7 +365,7 @@ def _die_with_parent() -> None:
 
 def spawn_worker(study: Study, url: str, plan: WorkerPlan, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "workbench", "study", "worker", str(study.path), "--storage", url,
-           "--index", str(plan.index), "--threads", str(plan.threads)]
+           "--index", str(plan.index), "--threads", str(plan.threads), "--gpus-per-trial", str(plan.devices)]
     env = {**os.environ, **plan.env, "TOKENIZERS_PARALLELISM": "false"}
     with open(log, "a") as f:
         return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
@@ -372,14 +399,17 @@ def summary(ostudy: optuna.Study) -> dict[str, Any]:
 
 
 def supervise(study: Study, url: str, workers: int | str, on_progress=None, poll: float = 1.0,
-              trials_per_gpu: int = 1) -> dict:
+              trials_per_gpu: int = 1, gpus_per_trial: int | None = None) -> dict:
     """Create or resume the study, run worker processes (see devices.plan_workers) until the
-    budget is spent, replacing workers that die (their trials are retried); returns the summary."""
+    budget is spent, replacing workers that die (their trials are retried); returns the summary.
+    Each trial runs on gpus_per_trial data-parallel devices (default: the base spec's
+    train.devices)."""
     ostudy = create_or_resume(study, url)
     reap(ostudy, study, url)
     folder = study_dir(study)
     folder.mkdir(parents=True, exist_ok=True)
-    plans = plan_workers(workers, gpu_count(), trials_per_gpu)
+    plans = plan_workers(workers, gpu_count(), trials_per_gpu,
+                         gpus_per_trial=gpus_per_trial or study.base.train.devices)
     procs = {p.index: spawn_worker(study, url, p, folder / f"worker-{p.index}.log") for p in plans}
     restarts = 0
     try:

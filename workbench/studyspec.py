@@ -56,7 +56,14 @@ class ChoiceParam(_Param):
 Param = Union[IntParam, FloatParam, ChoiceParam]
 
 OBJECTIVES = {"val_bpb": "minimize", "val_loss": "minimize", "params": "minimize",
-              "flops": "minimize", "tokens_per_s": "maximize", "wall_time": "minimize"}
+              "flops": "minimize", "tokens_per_s": "maximize", "wall_time": "minimize",
+              # the evaluation suite of the finished model (after fine-tuning, when there is a phase)
+              "top1": "maximize", "completion_exact": "maximize", "completion_bleu": "maximize",
+              "int8_bpb": "minimize",
+              # two-phase runs only
+              "finetune_val_bpb": "minimize", "finetune_val_loss": "minimize",
+              "finetune_gain_bpb": "maximize", "forgetting_bpb": "minimize"}
+FINETUNE_OBJECTIVES = ("finetune_val_bpb", "finetune_val_loss", "finetune_gain_bpb", "forgetting_bpb")
 CONSTRAINT_QUANTITIES = ("params", "nonembedding_params", "flops_per_token", "memory", "tokens")
 
 
@@ -106,6 +113,8 @@ class ScalingSpec(_Section):
     """The axis losses are fitted against."""
     group_by: str | None = None
     """A dotted spec field whose values are fitted and compared separately."""
+    loss: Literal["val_bpb", "val_loss", "finetune_val_bpb", "finetune_val_loss"] = "val_bpb"
+    """The loss fitted: pretraining, or after fine-tuning (against pretraining compute)."""
 
 
 class HeartbeatSpec(_Section):

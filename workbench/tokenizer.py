@@ -243,6 +243,19 @@ def token_stream(tok: TextTokenizer, docs: list[str]) -> np.ndarray:
     return np.concatenate(pieces)
 
 
+def pair_stream(tok: TextTokenizer, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """[eos, prompt1, response1, eos, prompt2, ...] and a mask of the tokens that are targets:
+    responses and the eos closing each (the model learns to stop), not prompts. Prompt and
+    response are encoded apart, so no token spans the boundary."""
+    ids, mask = [np.array([tok.eos_id])], [np.zeros(1, bool)]
+    prompts = tok.encode_batch([p for p, _ in pairs]) if pairs else []
+    responses = tok.encode_batch([r for _, r in pairs]) if pairs else []
+    for p, r in zip(prompts, responses):
+        ids += [np.array(p, dtype=np.int64), np.array(r + [tok.eos_id], dtype=np.int64)]
+        mask += [np.zeros(len(p), bool), np.ones(len(r) + 1, bool)]
+    return np.concatenate(ids), np.concatenate(mask)
+
+
 def stream_key(corpus: Corpus, split: str) -> str:
     """A `cached_stream` key for some documents of a corpus: its fingerprint and which split
     (e.g. "train", or "eval-65536" for the first 65536 held-out bytes)."""
