@@ -48,6 +48,12 @@ def test_quickstart_model_learns_the_default_corpus(tmp_path):
     assert record.val_ppl == pytest.approx(math.exp(record.val_loss))
     assert record.tokenizer.roundtrip_rate == 1.0 and record.tokenizer.unk_rate == 0.0
     assert 0 < record.mfu < 1 and record.tokens_per_s > 0 and record.peak_memory_bytes > 0
+    suite = record.suite                       # the evaluation suite of the finished model
+    assert suite.corpus == "pretrain" and suite.metrics.bpb == record.val_bpb
+    assert suite.int8_bpb == pytest.approx(record.val_bpb, rel=0.02) and suite.int8_bpb != record.val_bpb
+    assert 0.2 < suite.metrics.top1 < 1 and suite.metrics.ppl == pytest.approx(record.val_ppl)
+    assert suite.completion.tasks == spec.train.completions and 0 <= suite.completion.bleu <= 1
+    assert len(suite.samples) == spec.train.samples and all(s["text"] for s in suite.samples)
     for name in ("spec.yaml", "record.json", "metrics.jsonl", "model.safetensors", "tokenizer.json"):
         assert (tmp_path / "run" / name).is_file()
     assert read_record(tmp_path / "run") == record

@@ -25,13 +25,17 @@ def load_run(run_dir: Path) -> tuple[GPT, TextTokenizer]:
 @torch.no_grad()
 def generate(model: GPT, tok: TextTokenizer, prompt: str, tokens: int = 200,
              temperature: float = 0.8, top_k: int | None = 50, seed: int = 0) -> str:
-    """Continue `prompt` by sampling `tokens` tokens; returns only the continuation."""
+    """Continue `prompt` by sampling `tokens` tokens on the model's device (in eval mode, restored
+    after); returns only the continuation. The sampling generator runs on the CPU, so a seed
+    gives the same text on every device up to floating-point differences in the logits."""
     gen = torch.Generator().manual_seed(seed)
     ids = [tok.eos_id] + tok.encode(prompt)
-    x = torch.tensor([ids])
+    x = torch.tensor([ids], device=next(model.parameters()).device)
     T = model.spec.context
+    was_training = model.training
+    model.eval()
     for _ in range(tokens):
-        logits = model(x[:, -T:])[0, -1, : model.vocab_size].float()
+        logits = model(x[:, -T:])[0, -1, : model.vocab_size].float().cpu()
         if temperature <= 0:
             nxt = logits.argmax()
         else:
@@ -42,5 +46,6 @@ def generate(model: GPT, tok: TextTokenizer, prompt: str, tokens: int = 200,
             nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[0]
         if nxt.item() == tok.eos_id:
             break
-        x = torch.cat([x, nxt.view(1, 1)], dim=1)
+        x = torch.cat([x, nxt.view(1, 1).to(x.device)], dim=1)
+    model.train(was_training)
     return tok.decode(x[0, len(ids):].tolist())

@@ -420,8 +420,10 @@ class _Run:
         step, train_s, last_loss, pending, lr = 0, 0.0, self.last_loss, [], t.lr
         first_step, finished = not self.phases, False
 
+        scored: dict[int, Metrics] = {}                # step -> this phase's corpus scored there
+
         def eval_point() -> EvalPoint:
-            m = self.metrics(name)
+            m = scored[step] = self.metrics(name)
             point = EvalPoint(step=step, tokens=step * t.batch_tokens, elapsed_s=train_s, lr=lr,
                               train_loss=last_loss, val_loss=m.loss, val_bpb=m.bpb, phase=name)
             curve.append(point)
@@ -429,9 +431,11 @@ class _Run:
                 append_metrics(self.run_dir, {"kind": "eval", **point.model_dump()})
             return point
 
-        if name == "finetune":
-            eval_point()                     # the pretrained model on the fine-tuning corpus
         try:
+            if name == "finetune":
+                point = eval_point()                 # the pretrained model on the fine-tuning corpus
+                if self.on_eval:
+                    self.on_eval(point)
             model.train()
             while True:
                 if total_steps is not None and step >= total_steps:
@@ -491,7 +495,8 @@ class _Run:
             if finished or name == "pretrain":
                 self.phases.append(PhaseRecord(
                     name=name, tokens=step * t.batch_tokens, steps=step, train_s=train_s, lr=t.lr,
-                    metrics={k: self.metrics(k) for k in self.prep.texts} if finished else {}))
+                    metrics={k: scored[step] if k == name and step in scored else self.metrics(k)
+                             for k in self.prep.texts} if finished else {}))
 
     def suite(self) -> EvalSuite:
         """The finished model judged beyond loss on the corpus it was last trained on: int8
