@@ -124,6 +124,15 @@ def train(spec_file: Path, set_: SetOption = None,
                  f"{record.val_loss:.4f} / {record.val_ppl:.2f}")]
     if record.entropy_bpb is not None:
         rows.append(("corpus entropy (bpb)", f"{record.entropy_bpb:.4f}"))
+    if record.finetune_val_bpb is not None:
+        rows += [("fine-tuned bpb (its corpus)", f"{record.finetune_val_bpb:.4f}"),
+                 ("fine-tuning gain / forgetting", f"{record.finetune_gain_bpb:+.4f} / {record.forgetting_bpb:+.4f} bpb")]
+    if record.suite is not None:
+        s = record.suite
+        rows += [(f"top-1 / int8 bpb ({s.corpus})", f"{s.metrics.top1:.1%} / {s.int8_bpb:.4f}")]
+        if s.completion:
+            rows.append((f"completions ({s.completion.tasks})",
+                         f"exact {s.completion.exact_match:.1%}, BLEU {s.completion.bleu:.3f}"))
     rows += [("tokens/s", f"{record.tokens_per_s:,.0f}" if record.tokens_per_s else "-"),
              ("MFU", f"{record.mfu:.1%}" if record.mfu else "-"),
              ("wall time", f"{record.wall_s:.1f} s"), ("run folder", str(run_dir))]

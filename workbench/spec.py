@@ -352,9 +352,9 @@ def _batch_problems(where: tuple[str, ...], t: TrainSpec, context: int) -> list[
         return out
     rows = t.micro_tokens // context
     if t.devices > 1 and rows % t.devices:
+        phase = "" if where == ("train",) else " in the fine-tuning phase"
         out.append((("train", "devices"), f"{t.devices} devices cannot share a micro-batch of {rows} "
-                    f"sequences equally ({'.'.join(where)}): make micro_batch_tokens / context a "
-                    "multiple of devices"))
+                    f"sequences equally{phase}: make micro_batch_tokens / context a multiple of devices"))
     return out
 
 
