@@ -6,11 +6,13 @@ import subprocess
 import sys
 from collections import Counter
 
+import polars as pl
 import pytest
 import torch
 
 from conftest import ROOT
 from workbench.record import read_record, read_run_spec
+from workbench.results import record_row, write_table
 from workbench.spec import ScheduleSpec, Spec
 from workbench.specfile import load_spec
 from workbench.train import Pruned, eval_windows, lr_factor, train
@@ -84,12 +86,16 @@ def test_nan_loss_ends_the_run_as_diverged_with_a_record(tmp_path):
     assert read_record(tmp_path / "run").status == "diverged"
 
 
-def test_pruning_callback_stops_the_run():
+def test_pruning_callback_stops_the_run(tmp_path):
     def prune(point):
         if point.step >= 2:
             raise Pruned(f"pruned at step {point.step}")
     record = train(tiny_spec(**{"train.eval_every": 2}), on_eval=prune)
     assert (record.status, record.steps, record.reason) == ("pruned", 2, "pruned at step 2")
+    assert record.suite is None and record.phases[0].metrics is None and record.val_bpb is None
+    # A table of nothing but unfinished runs still exports (no empty structs for Parquet).
+    write_table(pl.DataFrame([record_row(record.model_dump(mode="json"))]), tmp_path / "runs.parquet")
+    assert pl.read_parquet(tmp_path / "runs.parquet")["status"].to_list() == ["pruned"]
 
 
 @pytest.mark.parametrize("budget,steps", [({"tokens": 1000}, 4), ({"steps": 3}, 3), ({"flops": 5e8}, None)])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,11 +60,13 @@ def launch(spec: Spec, run_dir: Path | None, on_eval: Callable[[EvalPoint], None
     import torch
 
     from workbench.train import LAUNCHED, Pruned
+    scratch = run_dir is None           # the job needs a folder to talk through; removed after
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix=f"{spec.name}-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     write_spec(run_dir, spec)
     metrics = run_dir / METRICS_FILE
-    metrics.unlink(missing_ok=True)
+    for stale in [metrics, *run_dir.glob(".verdict-*"), *run_dir.glob(".error-rank*")]:
+        stale.unlink(missing_ok=True)
     n = spec.train.devices
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -105,11 +108,16 @@ def launch(spec: Spec, run_dir: Path | None, on_eval: Callable[[EvalPoint], None
         proc.wait()
         raise
     if code != 0 or not (run_dir / "record.json").exists():
-        lines = (run_dir / LOG_FILE).read_text(errors="replace").strip().splitlines()
-        errors = [ln for ln in lines if "Error" in ln or "error" in ln] or lines or ["(no output)"]
+        # The first rank to fail says why; the others fail after it, when their peer is gone.
+        said = sorted(run_dir.glob(".error-rank*"), key=lambda f: f.stat().st_mtime)
+        why = said[0].read_text().strip() if said else \
+            ((run_dir / LOG_FILE).read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1]
         raise LaunchError(f"data-parallel run on {n} processes exited with {code} "
-                          f"(log: {run_dir / LOG_FILE}): {errors[-1].strip()[:300]}")
-    return read_record(run_dir)
+                          f"(log: {run_dir / LOG_FILE}): {why[:300]}")
+    record = read_record(run_dir)
+    if scratch:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return record
 
 
 class _Verdicts:
@@ -141,7 +149,12 @@ class _Verdicts:
 def main() -> None:
     from workbench.train import train
     run_dir = Path(sys.argv[1])
-    train(read_run_spec(run_dir), run_dir, on_eval=_Verdicts(run_dir) if "--judged" in sys.argv else None)
+    try:
+        train(read_run_spec(run_dir), run_dir, on_eval=_Verdicts(run_dir) if "--judged" in sys.argv else None)
+    except BaseException as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        (run_dir / f".error-rank{os.environ.get('RANK', '0')}").write_text(f"{type(e).__name__}: {first}")
+        raise
 
 
 if __name__ == "__main__":

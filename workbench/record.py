@@ -65,8 +65,9 @@ class PhaseRecord(_Plain):
     train_s: float
     lr: float
     """Peak learning rate."""
-    metrics: dict[str, Metrics]
-    """At the end of the phase, by corpus ("pretrain", "finetune")."""
+    metrics: dict[str, Metrics] | None = None
+    """At the end of the phase, by corpus ("pretrain", "finetune"); None when it did not finish
+    (pruned, diverged)."""
 
 
 class Completion(_Plain):

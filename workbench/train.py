@@ -496,7 +496,7 @@ class _Run:
                 self.phases.append(PhaseRecord(
                     name=name, tokens=step * t.batch_tokens, steps=step, train_s=train_s, lr=t.lr,
                     metrics={k: scored[step] if k == name and step in scored else self.metrics(k)
-                             for k in self.prep.texts} if finished else {}))
+                             for k in self.prep.texts} if finished else None))
 
     def suite(self) -> EvalSuite:
         """The finished model judged beyond loss on the corpus it was last trained on: int8
