@@ -2,7 +2,7 @@
 gloo) as an Accelerate job.
 
 The caller (a `workbench train`, or the study worker that owns a trial) stays in charge: it
-writes the run folder's spec, launches `accelerate launch --multi_gpu -m workbench.parallel`,
+writes the run folder's spec, launches `accelerate launch --multi_gpu -m workbench.train`,
 reads the evaluation rows the main rank appends to metrics.jsonl as they come, and answers
 each with a verdict file, so a pruner sees the same curve and stops the job at the same step as
 an in-process run. The ranks agree on the verdict through a broadcast, write the record (status
@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from workbench.record import METRICS_FILE, EvalPoint, RunRecord, read_record, read_run_spec, write_atomic, write_spec
+from workbench.record import METRICS_FILE, EvalPoint, Pruned, RunRecord, read_record, write_atomic, write_spec
 from workbench.spec import Spec
 
+LAUNCHED = "WORKBENCH_LAUNCHED"   # set in the processes of a data-parallel job
 LOG_FILE = "launch.log"
 VERDICT_WAIT_S = 600.0
 
@@ -56,10 +57,9 @@ def _term_with_parent() -> None:
 def launch(spec: Spec, run_dir: Path | None, on_eval: Callable[[EvalPoint], None] | None = None,
            poll: float = 0.02) -> RunRecord:
     """Run `spec` on spec.train.devices processes and return its record. on_eval is called
-    here, in the caller's process, for every evaluation; raising train.Pruned stops the job."""
+    here, in the caller's process, for every evaluation; raising record.Pruned stops the job."""
     import torch
 
-    from workbench.train import LAUNCHED, Pruned
     scratch = run_dir is None           # the job needs a folder to talk through; removed after
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix=f"{spec.name}-"))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def launch(spec: Spec, run_dir: Path | None, on_eval: Callable[[EvalPoint], None
     n = spec.train.devices
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), "-m", "workbench.parallel", str(run_dir)]
+           "--main_process_port", str(_free_port()), "-m", "workbench.train", str(run_dir)]
     if on_eval is not None:
         cmd.append("--judged")
     env = {**os.environ, LAUNCHED: "1", "OMP_NUM_THREADS": str(max(1, torch.get_num_threads() // n)),
@@ -120,7 +120,7 @@ def launch(spec: Spec, run_dir: Path | None, on_eval: Callable[[EvalPoint], None
     return record
 
 
-class _Verdicts:
+class Verdicts:
     """In the ranks: wait for the caller's verdict on each evaluation, agree on it, and stop
     every rank together when it says prune."""
 
@@ -132,7 +132,6 @@ class _Verdicts:
         from accelerate import PartialState
         from accelerate.utils import broadcast
 
-        from workbench.train import Pruned
         state = PartialState()            # the run's, set up by its Accelerator
         verdict = "go"
         if state.is_main_process:
@@ -144,18 +143,3 @@ class _Verdicts:
         flag = broadcast(torch.tensor([verdict.startswith("prune:")], dtype=torch.int32, device=state.device))
         if flag.item():
             raise Pruned(verdict.removeprefix("prune:") or f"pruned at step {point.step}")
-
-
-def main() -> None:
-    from workbench.train import train
-    run_dir = Path(sys.argv[1])
-    try:
-        train(read_run_spec(run_dir), run_dir, on_eval=_Verdicts(run_dir) if "--judged" in sys.argv else None)
-    except BaseException as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        (run_dir / f".error-rank{os.environ.get('RANK', '0')}").write_text(f"{type(e).__name__}: {first}")
-        raise
-
-
-if __name__ == "__main__":
-    main()

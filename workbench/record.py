@@ -16,6 +16,10 @@ from workbench.spec import Spec
 Status = Literal["completed", "diverged", "pruned", "failed"]
 
 
+class Pruned(Exception):
+    """Raised by a run's on_eval callback to stop it early; the run is recorded as pruned."""
+
+
 class _Plain(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

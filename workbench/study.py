@@ -271,7 +271,8 @@ def run_trial(ostudy: optuna.Study, study: Study, trial: optuna.Trial, root: Pat
     never escape."""
     import torch
 
-    from workbench.train import Pruned, train
+    from workbench.record import Pruned
+    from workbench.train import train
 
     start = time.perf_counter()
     attrs = trial.user_attrs

@@ -27,18 +27,15 @@ from safetensors.torch import save_model
 from workbench import accounting
 from workbench.data import Corpus, DataError, eval_documents, load_corpus
 from workbench.model import build_model, lm_loss
+from workbench.parallel import LAUNCHED, Verdicts, launch
 from workbench.record import (TOKENIZER_FILE, WEIGHTS_FILE, Completion, EvalPoint, EvalSuite, Metrics,
-                              PhaseRecord, RunRecord, TokenizerStats, append_metrics, write_record, write_spec)
+                              PhaseRecord, Pruned, RunRecord, TokenizerStats, read_run_spec, append_metrics, write_record, write_spec)
 from workbench.spec import ScheduleSpec, Spec, TrainSpec
 from workbench.tokenizer import (TextTokenizer, cached_stream, get_tokenizer, pair_stream, token_stream,
                                  tokenizer_stats)
 
 SYNC_EVERY = 10          # steps between reads of the loss (each read waits for the device)
 EVALS_PER_RUN = 5
-
-
-class Pruned(Exception):
-    """Raised by an on_eval callback to stop a run early; the run is recorded as pruned."""
 
 
 @dataclass
@@ -321,12 +318,8 @@ def train(spec: Spec, run_dir: Path | None = None, *, progress: bool = False,
     Accelerate data-parallel job in processes of its own (see parallel.py).
     """
     if spec.train.devices > 1 and not os.environ.get(LAUNCHED):
-        from workbench.parallel import launch
         return launch(spec, run_dir, on_eval=on_eval)
     return _Run(spec, run_dir, progress, on_eval).run()
-
-
-LAUNCHED = "WORKBENCH_LAUNCHED"   # set in the processes of a data-parallel job
 
 
 class _Run:
@@ -573,3 +566,19 @@ def _device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     import platform
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def main() -> None:
+    """A rank of a data-parallel job (see parallel.launch): `python -m workbench.train RUN_DIR
+    [--judged]` trains the run folder's spec; a failing rank leaves its error for the caller."""
+    run_dir = Path(sys.argv[1])
+    try:
+        train(read_run_spec(run_dir), run_dir, on_eval=Verdicts(run_dir) if "--judged" in sys.argv else None)
+    except BaseException as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        (run_dir / f".error-rank{os.environ.get('RANK', '0')}").write_text(f"{type(e).__name__}: {first}")
+        raise
+
+
+if __name__ == "__main__":
+    main()
