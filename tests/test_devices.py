@@ -49,7 +49,7 @@ def test_gpus_per_trial_gives_each_worker_a_group_of_gpus(monkeypatch):
     assert [p.env["CUDA_VISIBLE_DEVICES"] for p in plans] == ["3,5"]          # the odd GPU idles
     cpu = plan_workers(1, gpus=0, gpus_per_trial=2, cpus=2)
     assert cpu[0].devices == 2 and cpu[0].env == {"CUDA_VISIBLE_DEVICES": ""}
-    with pytest.raises(ValueError, match="needs that many GPUs"):
+    with pytest.raises(ValueError, match="needs that many visible GPUs"):
         plan_workers("auto", gpus=1, gpus_per_trial=2)
     with pytest.raises(ValueError, match="cannot both"):
         plan_workers("auto", gpus=4, gpus_per_trial=2, trials_per_gpu=2)

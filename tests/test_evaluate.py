@@ -167,10 +167,11 @@ def test_greedy_complete_feeds_at_most_the_context():
     tok = byte_tokenizer()
     model = Scripted(tok, {}, context=16)
     assert greedy_complete(model, tok, ["p" * 100, "r" * 60], max_new_tokens=40) == ["p" * 40, "r" * 40]
-    assert model.widths[0] == 1 and max(model.widths) == 16  # L = max(1, 16 - 40)
+    # Both rows start from their last 15 tokens (context - 1), then the window slides at 16.
+    assert model.widths == [15] + [16] * 39
     model.widths.clear()
-    greedy_complete(model, tok, ["p" * 100], max_new_tokens=10, batch=1)
-    assert model.widths == list(range(6, 16))                # L = 16 - 10, then one more each step
+    greedy_complete(model, tok, ["p" * 5], max_new_tokens=14, batch=1)
+    assert model.widths == list(range(6, 16)) + [16] * 4      # [eos] + 5 tokens, one more each step
 
 
 def test_greedy_complete_matches_one_prompt_at_a_time(trained):

@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from test_study import BASE, write_study
+from test_finetune import two_phase
 from test_train import tiny_spec
 from workbench.parallel import LaunchError
 from workbench.record import read_record
@@ -24,15 +25,18 @@ def _dp(spec, devices=2, **train_fields):
 
 
 def test_two_process_run_matches_one_process(tmp_path):
-    """The same global batches split over two gloo processes: the same optimisation."""
-    one = tiny_spec(**{"train.budget": {"steps": 12}, "train.batch_tokens": 512, "train.eval_every": 4})
+    """The same global batches split over two gloo processes: the same optimisation, in
+    pretraining and in fine-tuning on responses only (ranks hold unequal numbers of targets)."""
+    one = two_phase(**{"train.budget": {"steps": 12}, "train.batch_tokens": 512, "train.eval_every": 4})
     a = train(one, tmp_path / "one")
     b = train(_dp(one), tmp_path / "two")
     assert b.status == "completed" and b.devices == 2 and b.device.endswith("x2")
     assert [p.step for p in b.curve] == [p.step for p in a.curve] == [4, 8, 12]
-    for p, q in zip(a.curve, b.curve):
+    assert [p.step for p in b.finetune_curve] == [p.step for p in a.finetune_curve] == list(range(7))
+    for p, q in zip(a.curve + a.finetune_curve, b.curve + b.finetune_curve):
         assert q.val_loss == pytest.approx(p.val_loss, rel=1e-5)
         assert q.train_loss == pytest.approx(p.train_loss, rel=1e-4)
+    assert b.forgetting_bpb == pytest.approx(a.forgetting_bpb, rel=1e-4)
     assert b.suite.int8_bpb == pytest.approx(a.suite.int8_bpb, rel=1e-5)
     assert read_record(tmp_path / "two") == b and (tmp_path / "two" / "model.safetensors").is_file()
 

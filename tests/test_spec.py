@@ -118,3 +118,15 @@ def test_readme_examples_validate(tmp_path):
     tuned = load_spec(tmp_path / "specs" / "readme-tuned.yaml")
     assert tuned.finetune.data.prompt == "instruction" and tuned.finetune.recipe(tuned.train).lr == 1e-3
     assert load_study(tmp_path / "studies" / "readme.yaml").name == "positional"
+
+
+def test_digests_survive_new_fields_at_their_defaults():
+    """Study fingerprints are built from the base spec's digest: fields added later (fine-tuning,
+    prompt columns, devices, evaluation-suite sizes) must not change the digest of a spec that
+    leaves them out, or every study begun earlier would refuse to resume. This value is the
+    digest of specs/quickstart.yaml as the first released schema computed it."""
+    spec = load_spec(ROOT / "specs" / "quickstart.yaml")
+    assert spec.digest() == "36ab1fd8a347"
+    changed = spec.model_copy(update={"train": spec.train.model_copy(update={"devices": 2, "completions": 0})})
+    assert changed.digest() == spec.digest()
+    assert load_spec(ROOT / "specs" / "finetune-docstrings.yaml").digest() != spec.digest()

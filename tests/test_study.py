@@ -251,3 +251,12 @@ def test_resume_with_a_larger_budget_runs_only_the_new_trials(tmp_path, monkeypa
     trials = load_existing(study, url).get_trials()
     assert result["states"] == {"complete": 3} and len(trials) == 3
     assert {t.number: t.values for t in trials if t.number in first} == first
+
+
+def test_pruners_judge_only_what_the_evaluation_curve_measures(tmp_path):
+    with pytest.raises(SpecError, match="judges trials by their evaluation loss, not by top1"):
+        load_study(write_study(tmp_path, objectives=["top1"], pruner={"kind": "median"}))
+    assert load_study(write_study(tmp_path, objectives=["top1"])).spec.directions() == [("top1", "maximize")]
+    no_tasks = {**BASE, "train": {**BASE["train"], "completions": 0}}
+    with pytest.raises(SpecError, match="completion objectives need train.completions above 0"):
+        load_study(write_study(tmp_path, objectives=["completion_bleu"], base=no_tasks))

@@ -107,9 +107,16 @@ def test_budgets_convert_to_steps(budget, steps):
     assert record.steps == steps and record.tokens == steps * 256
 
 
-def test_seconds_budget_stops_on_time():
-    record = train(tiny_spec(**{"train.budget": {"seconds": 1.0}}))
+def test_seconds_budget_stops_on_time(tmp_path):
+    seen = []
+    record = train(tiny_spec(**{"train.budget": {"seconds": 1.0}, "train.eval_every": 5}), tmp_path / "run",
+                   on_eval=lambda point: seen.append(point.step))
     assert record.status == "completed" and 1.0 <= record.train_s < 2.0 and record.steps > 1
+    # The closing evaluation is recorded but not judged; metrics.jsonl says which were (a
+    # data-parallel caller judges exactly those).
+    assert record.curve[-1].step == record.steps and seen == list(range(5, record.steps + 1, 5))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "eval" and r["judged"]] == seen
 
 
 def test_gradient_accumulation_matches_the_full_batch():
@@ -148,3 +155,15 @@ def test_synthetic_run_records_the_true_entropy_and_respects_it():
                                 "train.budget": {"steps": 30}, "train.lr": 1e-2}))
     assert record.entropy_bpb is not None and 0 < record.entropy_bpb < 4
     assert record.val_bpb > record.entropy_bpb            # no model beats the source's entropy
+
+
+def test_a_failing_evaluation_suite_keeps_the_trained_run(tmp_path, monkeypatch):
+    import workbench.evaluate
+
+    def out_of_memory(model):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(workbench.evaluate, "quantize_int8", out_of_memory)
+    record = train(tiny_spec(), tmp_path / "run")
+    assert record.status == "completed" and record.val_bpb is not None and record.suite is None
+    assert record.suite_error == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert read_record(tmp_path / "run") == record and (tmp_path / "run" / "model.safetensors").is_file()

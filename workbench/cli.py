@@ -251,11 +251,16 @@ def study_worker(study_file: Path, storage: StorageOption = None,
     """Join an existing study and run trials until its budget is spent (and peers' trials end)."""
     import torch
 
+    from workbench.devices import gpu_count, plan_workers
     from workbench.search import load_study
     from workbench.study import default_storage, work
     if threads:
         torch.set_num_threads(threads)
     study = load_study(study_file)
+    try:
+        plan_workers(1, gpu_count(), gpus_per_trial=gpus_per_trial or study.base.train.devices)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     n = work(study, storage or default_storage(study), index, devices=gpus_per_trial)
     out.print(f"worker {index}: ran {n} trial(s)")
 

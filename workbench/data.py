@@ -199,7 +199,7 @@ def _docstrings(data: DocstringData) -> _Read:
 def _docstring_pairs(root: str) -> list[tuple[str, str, str]]:
     """(file, prompt, response) for every documented function of the standard library: the
     prompt is the `def` line(s) and the opening quotes, the response the docstring's first line
-    and the closing quotes. Named by file, so a pair is held out exactly when its file is held
+    (then a newline; no closing quotes, which every model would get right for free). Named by file, so a pair is held out exactly when its file is held
     out of the python-stdlib corpus (at the same val_fraction): no answer leaks from pretraining."""
     out = []
     for rel, text in _stdlib(StdlibData()).docs:
@@ -218,7 +218,7 @@ def _docstring_pairs(root: str) -> list[tuple[str, str, str]]:
             first = node.body[0]
             header = "".join(lines[node.lineno - 1:first.lineno - 1])
             indent = lines[first.lineno - 1][:first.col_offset]
-            out.append((rel, f'{header}{indent}"""', f'{summary}"""\n'))
+            out.append((rel, f'{header}{indent}"""', f"{summary}\n"))
     return out
 
 

@@ -40,9 +40,11 @@ def plan_workers(workers: str | int, gpus: int, trials_per_gpu: int = 1, cpus: i
     if gpus_per_trial < 1:
         raise ValueError("--gpus-per-trial must be at least 1")
     if gpus_per_trial > 1 and trials_per_gpu > 1:
-        raise ValueError("--gpus-per-trial and --trials-per-gpu cannot both be above 1")
+        raise ValueError("GPUs per trial (--gpus-per-trial, or the base spec's train.devices) and "
+                         "--trials-per-gpu cannot both be above 1")
     if gpus and gpus_per_trial > gpus:
-        raise ValueError(f"--gpus-per-trial {gpus_per_trial} needs that many GPUs; this machine has {gpus}")
+        raise ValueError(f"{gpus_per_trial} GPUs per trial (--gpus-per-trial, or the base spec's train.devices) "
+                         f"needs that many visible GPUs; this worker sees {gpus}")
     cpus = cpus or os.cpu_count() or 1
     groups = gpus // gpus_per_trial
     if workers == "auto":

@@ -132,12 +132,12 @@ def greedy_complete(model: GPT, tok: TextTokenizer, prompts: list[str], max_new_
     most `max_new_tokens` tokens, without the newline.
 
     Each prompt is encoded as [eos] + its tokens. Prompts are batched by encoded length, and
-    every row of a batch is cropped to its last L tokens, L = min(shortest row, context -
-    max_new_tokens), so rows have equal length and need no padding or attention mask. The price
-    is that a row longer than L loses its oldest tokens (sorting by length keeps such cuts
-    small); a prompt of at most L tokens, [eos] included, is seen whole, as `sample.generate`
-    would see it. Each step recomputes the whole window (no KV cache) on the last `context`
-    tokens; a batch stops once every row has ended. The model runs in eval mode on its own
+    every row of a batch is cropped to its last L tokens, L = min(shortest row, context - 1), so
+    rows have equal length and need no padding or attention mask. The price is that a row longer
+    than L loses its oldest tokens (sorting by length keeps such cuts small); a prompt of at most
+    L tokens, [eos] included, is seen whole, as `sample.generate` would see it. Each step
+    recomputes the whole window (no KV cache) on the last `context` tokens, so the window slides
+    once the continuation grows; a batch stops once every row has ended. The model runs in eval mode on its own
     device, and its mode is restored after."""
     if not prompts:
         return []
@@ -153,7 +153,7 @@ def greedy_complete(model: GPT, tok: TextTokenizer, prompts: list[str], max_new_
     try:
         for first in range(0, len(order), batch):
             rows = order[first:first + batch]
-            L = max(1, min(min(len(encoded[i]) for i in rows), T - max_new_tokens))
+            L = max(1, min(min(len(encoded[i]) for i in rows), T - 1))
             x = torch.tensor([encoded[i][-L:] for i in rows], dtype=torch.long, device=device)
             done = torch.zeros(len(rows), dtype=torch.bool, device=device)
             for _ in range(max_new_tokens):

@@ -45,8 +45,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _term_with_parent() -> None:
-    # The launcher gets SIGTERM when the worker that owns the trial dies, and stops its ranks.
+def term_with_parent() -> None:
+    """SIGTERM this process when its parent dies: the launcher when the worker that owns the
+    trial dies (it then stops its ranks), and each rank when the launcher dies."""
     try:
         import ctypes
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -77,7 +78,7 @@ def launch(spec: Spec, run_dir: Path | None, on_eval: Callable[[EvalPoint], None
            "TOKENIZERS_PARALLELISM": "false"}
     with open(run_dir / LOG_FILE, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=_term_with_parent if sys.platform == "linux" else None)
+                                preexec_fn=term_with_parent if sys.platform == "linux" else None)
     read = 0
     try:
         while True:
@@ -90,7 +91,7 @@ def launch(spec: Spec, run_dir: Path | None, on_eval: Callable[[EvalPoint], None
                 read += len(whole)
                 for line in whole.decode().splitlines():
                     row = json.loads(line)
-                    if row.pop("kind") != "eval":
+                    if row.pop("kind") != "eval" or not row.pop("judged", True):
                         continue
                     point = EvalPoint.model_validate(row)
                     verdict = "go"

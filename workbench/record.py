@@ -153,6 +153,8 @@ class RunRecord(_Plain):
     forgetting_bpb: float | None = None
     """Pretraining corpus bpb after fine-tuning minus before: what it cost."""
     suite: EvalSuite | None = None
+    suite_error: str | None = None
+    """Why a completed run has no evaluation suite (the run itself is kept)."""
 
 
 SPEC_FILE, RECORD_FILE, METRICS_FILE = "spec.yaml", "record.json", "metrics.jsonl"

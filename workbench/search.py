@@ -16,7 +16,7 @@ from workbench import accounting
 from workbench.spec import Spec
 from workbench.specfile import (Issue, SpecError, read_with_extends, read_yaml, resolve_paths,
                                 set_dotted, validate_data)
-from workbench.studyspec import FINETUNE_OBJECTIVES, ChoiceParam, FloatParam, IntParam, StudySpec, parse_constraint
+from workbench.studyspec import FINETUNE_OBJECTIVES, PRUNABLE, ChoiceParam, FloatParam, IntParam, StudySpec, parse_constraint
 
 
 @dataclass
@@ -98,9 +98,14 @@ def _space_problems(study: Study) -> list[tuple[tuple, str]]:
     if study.spec.ladder:
         for i, entry in enumerate(study.spec.ladder.sizes + study.spec.ladder.groups):
             out += [(("ladder",), f"{k!r} is not a field of the base spec") for k in entry if not known(k)]
-    multi = len(study.spec.directions()) > 1
-    if multi and study.spec.pruner.kind != "none":
+    directions = study.spec.directions()
+    if len(directions) > 1 and study.spec.pruner.kind != "none":
         out.append((("pruner", "kind"), "studies with several objectives cannot prune; use none"))
+    elif study.spec.pruner.kind != "none" and directions[0][0] not in PRUNABLE:
+        out.append((("pruner", "kind"), f"a pruner judges trials by their evaluation loss, not by "
+                    f"{directions[0][0]}; use none, or one of {', '.join(PRUNABLE)} as the objective"))
+    if any(name.startswith("completion_") for name, _ in directions) and study.base.train.completions == 0:
+        out.append((("objectives",), "completion objectives need train.completions above 0 in the base spec"))
     return out
 
 

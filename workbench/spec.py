@@ -295,8 +295,9 @@ class TrainSpec(_Section):
     """Generated samples saved in the run record for people to read."""
     devices: int = Field(1, ge=1)
     """Data-parallel processes (GPUs) for this run: each takes an equal share of every
-    micro-batch, so the optimisation is the same as on one device. More than 1 runs the trial
-    as an Accelerate job in its own processes (gloo on CPU, NCCL on GPUs)."""
+    micro-batch, so the optimisation is the one device's (with dropout, each rank draws its own
+    masks: the same in distribution). More than 1 runs the trial as an Accelerate job in its own
+    processes (gloo on CPU, NCCL on GPUs)."""
 
     @property
     def micro_tokens(self) -> int:
@@ -305,7 +306,8 @@ class TrainSpec(_Section):
 
 class FinetuneSpec(_Section):
     """A second phase that continues from the pretrained weights on another corpus, with a fresh
-    optimizer and its own budget and schedule; fields left out follow `train`."""
+    optimizer and its own budget, learning rate and schedule; batch size, weight decay and
+    evaluation size follow `train` when left out."""
 
     data: DataSpec
     """The fine-tuning corpus; its held-out split scores the gain. JSONL or Parquet with
@@ -423,7 +425,13 @@ class Spec(_Section):
 
     def digest(self) -> str:
         """Short content hash of the resolved spec (names and descriptions excluded)."""
+        # Fields that do not change what is trained stay out, and so do fields added since digests
+        # were first taken while they hold their defaults: a spec keeps its digest across versions.
         data = self.model_dump(mode="json", exclude={"name": True, "description": True, "extends": True,
-                                                   "train": {"devices"}})
+                                                   "train": {"devices", "completions", "samples"}})
+        if data["finetune"] is None:
+            del data["finetune"]
+        if data["data"].get("prompt", 0) is None:
+            del data["data"]["prompt"]
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from workbench.devices import WorkerPlan, gpu_count, plan_workers
 from workbench.search import Infeasible, Study, ladder_points, make_pruner, make_sampler, sample, spec_for
+from workbench.studyspec import PRUNABLE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -259,8 +260,11 @@ def objective_values(study: Study, record: Any) -> list[float]:
             "forgetting_bpb": record.forgetting_bpb}
     values = [pick[name] for name, _ in study.spec.directions()]
     missing = [name for (name, _), v in zip(study.spec.directions(), values) if v is None]
+    if missing and record.suite_error:
+        raise ValueError(f"the run has no {', '.join(missing)}: its evaluation suite failed ({record.suite_error})")
     if missing:
-        raise ValueError(f"the run has no {', '.join(missing)} (train.completions is 0?)")
+        raise ValueError(f"the run has no {', '.join(missing)} (no held-out completion task: "
+                         "train.completions is 0, or no held-out line of 16-160 characters)")
     return [float(v) for v in values]
 
 
@@ -289,8 +293,11 @@ def run_trial(ostudy: optuna.Study, study: Study, trial: optuna.Trial, root: Pat
     # Ladder points and baselines are a designed experiment: they always run to the end.
     can_prune = len(study.spec.directions()) == 1 and study.spec.pruner.kind != "none" \
         and attrs.get("origin", "search") == "search"
-    # Prune on the curve of the phase the objective judges: fine-tuning, unless it is pretraining loss.
-    judged = "finetune" if spec.finetune and study.spec.directions()[0][0] not in ("val_bpb", "val_loss") else "pretrain"
+    # Prune on the curve of what the objective measures: the fine-tuning corpus's after fine-tuning
+    # (or for the suite of a fine-tuned model), else the pretraining corpus's; bpb or loss alike.
+    objective = study.spec.directions()[0][0]
+    judged = "finetune" if spec.finetune and objective not in ("val_bpb", "val_loss") else "pretrain"
+    watched = PRUNABLE.get(objective, "val_bpb")
     evals = 0
 
     def report(point) -> None:
@@ -299,9 +306,10 @@ def run_trial(ostudy: optuna.Study, study: Study, trial: optuna.Trial, root: Pat
             return
         evals += 1
         if can_prune:
-            trial.report(point.val_bpb, point.step)
+            value = getattr(point, watched)
+            trial.report(value, point.step)
             if evals > study.spec.pruner.warmup_evals and trial.should_prune():
-                raise Pruned(f"pruned at step {point.step} (val bpb {point.val_bpb:.4f})")
+                raise Pruned(f"pruned at step {point.step} ({watched.replace('_', ' ')} {value:.4f})")
 
     try:
         with Heartbeat(ostudy._storage, trial._trial_id, study.spec.heartbeat.interval):

@@ -64,6 +64,9 @@ OBJECTIVES = {"val_bpb": "minimize", "val_loss": "minimize", "params": "minimize
               "finetune_val_bpb": "minimize", "finetune_val_loss": "minimize",
               "finetune_gain_bpb": "maximize", "forgetting_bpb": "minimize"}
 FINETUNE_OBJECTIVES = ("finetune_val_bpb", "finetune_val_loss", "finetune_gain_bpb", "forgetting_bpb")
+# Objectives a pruner can judge from the evaluation curve, and the curve quantity it then watches.
+PRUNABLE = {"val_bpb": "val_bpb", "val_loss": "val_loss", "int8_bpb": "val_bpb",
+            "finetune_val_bpb": "val_bpb", "finetune_val_loss": "val_loss"}
 CONSTRAINT_QUANTITIES = ("params", "nonembedding_params", "flops_per_token", "memory", "tokens")
 
 

@@ -14,20 +14,20 @@ import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import InitProcessGroupKwargs, set_seed
 from safetensors.torch import save_model
 
 from workbench import accounting
 from workbench.data import Corpus, DataError, eval_documents, load_corpus
 from workbench.model import build_model, lm_loss
-from workbench.parallel import LAUNCHED, Verdicts, launch
+from workbench.parallel import LAUNCHED, Verdicts, launch, term_with_parent
 from workbench.record import (TOKENIZER_FILE, WEIGHTS_FILE, Completion, EvalPoint, EvalSuite, Metrics,
                               PhaseRecord, Pruned, RunRecord, TokenizerStats, read_run_spec, append_metrics, write_record, write_spec)
 from workbench.spec import ScheduleSpec, Spec, TrainSpec
@@ -120,9 +120,10 @@ class Batches:
         if len(stream) <= T + 1:
             raise DataError(f"the training split has {len(stream)} tokens; model.context {T} "
                             "needs more: add data or shorten the context")
-        self.stream, self.mask, self.batch, self.device = stream, mask, batch, device
+        self.stream, self.mask, self.batch, self.device, self.world = stream, mask, batch, device, world
         self.offsets = torch.arange(T + 1)
         self.rows = slice(rank * batch // world, (rank + 1) * batch // world)
+        self.targets = 0        # with a mask: targets in the last micro-batch, all ranks' rows
         self.gen = torch.Generator().manual_seed(seed)
         self.pin = device.type == "cuda"
 
@@ -136,7 +137,9 @@ class Batches:
         if self.mask is None:
             chunk = self._to(chunk)
             return chunk[:, :-1], chunk[:, 1:]
-        y = chunk[:, 1:].masked_fill(~self.mask[idx[:, 1:]], -1)
+        counted = self.mask[starts + self.offsets[1:]]                            # every rank's rows
+        self.targets = int(counted.sum())
+        y = chunk[:, 1:].masked_fill(~counted[self.rows], -1)
         return self._to(chunk[:, :-1]), self._to(y)
 
 
@@ -214,15 +217,22 @@ class Clock:
 NO_CLOCK = Clock()
 
 
-def masked_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean nats over the targets that count (responses); 0 for a window with none."""
-    return lm_loss(logits, targets, reduction="sum") / (targets >= 0).sum().clamp(min=1)
+def masked_loss(logits: torch.Tensor, targets: torch.Tensor, count: int | None = None, world: int = 1) -> torch.Tensor:
+    """Mean nats over the targets that count (responses); 0 for a micro-batch with none. Under
+    data parallelism `count` is the whole micro-batch's (all ranks) and the share is scaled by
+    `world`, so the ranks' average (what DDP applies) is the one-device mean."""
+    count = int((targets >= 0).sum()) if count is None else count
+    return lm_loss(logits, targets, reduction="sum") * (world / max(count, 1))
 
 
 def train_step(model, optimizer, batches: Batches, accum: int, accelerator: Accelerator,
                grad_clip: float | None, clock: Clock = NO_CLOCK) -> torch.Tensor:
     """One optimizer step over `accum` micro-batches; returns the mean loss, still on device."""
-    loss_of = lm_loss if batches.mask is None else masked_loss
+    if batches.mask is None:
+        loss_of = lm_loss
+    else:
+        def loss_of(logits, y):
+            return masked_loss(logits, y, batches.targets, batches.world)
     step_loss = None
     for micro in range(accum):
         with clock("data"):
@@ -260,7 +270,10 @@ def make_engine(spec: Spec) -> Engine:
     """Seed, then build the model and optimizer on this machine's device under Accelerate."""
     set_seed(spec.train.seed)
     cuda = torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=mixed_precision(spec, cuda), cpu=not cuda)
+    # Collectives wait up to an hour (NCCL's default is 10 minutes): a rank may be scoring or
+    # sampling while the others wait, and the verdict on an evaluation may come slowly.
+    accelerator = Accelerator(mixed_precision=mixed_precision(spec, cuda), cpu=not cuda,
+                              kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=1))])
     net = build_model(spec)
     optimizer = make_optimizer(net, spec, accelerator.device)
     net, optimizer = accelerator.prepare(net, optimizer)
@@ -318,6 +331,7 @@ def train(spec: Spec, run_dir: Path | None = None, *, progress: bool = False,
     Accelerate data-parallel job in processes of its own (see parallel.py).
     """
     if spec.train.devices > 1 and not os.environ.get(LAUNCHED):
+        prepare(spec)        # tokenizer and streams cached here, not while the ranks wait in a barrier
         return launch(spec, run_dir, on_eval=on_eval)
     return _Run(spec, run_dir, progress, on_eval).run()
 
@@ -349,7 +363,9 @@ class _Run:
         self.curves: dict[str, list[EvalPoint]] = {"pretrain": [], "finetune": []}
         self.phases: list[PhaseRecord] = []
         self.train_s = self.eval_s = self.timed_s = 0.0
-        self.timed_tokens, self.compile_s, self.last_loss = 0, None, float("nan")
+        self.timed_tokens, self.compile_s, self.last_loss, self.step = 0, None, float("nan"), 0
+        if self.world > 1:         # same initial weights on every rank, but each its own dropout
+            torch.manual_seed(spec.train.seed + 7919 * self.rank)
 
     @property
     def device(self) -> torch.device:
@@ -364,12 +380,19 @@ class _Run:
                 self.restart_optimizer(ft)
                 self.phase("finetune", spec.model_copy(update={"train": ft}), ft)
         except Pruned as e:
-            self.status, self.reason = "pruned", str(e) or "pruned"
-        suite = self.suite() if self.status == "completed" else None
-        record = self.record(suite)
+            self.status, self.reason = "pruned", str(e) or f"pruned at step {self.step}"
+        if self.run_dir is not None and self.status != "diverged":
+            save_model(self.engine.accelerator.unwrap_model(self.engine.net), str(self.run_dir / WEIGHTS_FILE))
+        suite, suite_error = None, None
+        if self.status == "completed":
+            # The training is done and saved: a failing suite (out of memory, say) costs the suite only.
+            getattr(self.engine.optimizer, "optimizer", self.engine.optimizer).state.clear()
+            try:
+                suite = self.suite()
+            except Exception as e:
+                suite_error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+        record = self.record(suite, suite_error)
         if self.run_dir is not None:
-            if self.status != "diverged":
-                save_model(self.engine.accelerator.unwrap_model(self.engine.net), str(self.run_dir / WEIGHTS_FILE))
             write_record(self.run_dir, record)
         return record
 
@@ -415,20 +438,23 @@ class _Run:
 
         scored: dict[int, Metrics] = {}                # step -> this phase's corpus scored there
 
-        def eval_point() -> EvalPoint:
+        def eval_point(judged: bool) -> EvalPoint:
+            """Score the phase's corpus now; `judged` points go to on_eval (here, or in the caller
+            of a data-parallel job, which reads the flag from metrics.jsonl)."""
             m = scored[step] = self.metrics(name)
             point = EvalPoint(step=step, tokens=step * t.batch_tokens, elapsed_s=train_s, lr=lr,
                               train_loss=last_loss, val_loss=m.loss, val_bpb=m.bpb, phase=name)
             curve.append(point)
+            judged = judged and math.isfinite(m.loss)
             if self.run_dir is not None:
-                append_metrics(self.run_dir, {"kind": "eval", **point.model_dump()})
+                append_metrics(self.run_dir, {"kind": "eval", "judged": judged, **point.model_dump()})
+            if judged and self.on_eval:
+                self.on_eval(point)
             return point
 
         try:
             if name == "finetune":
-                point = eval_point()                 # the pretrained model on the fine-tuning corpus
-                if self.on_eval:
-                    self.on_eval(point)
+                eval_point(judged=True)              # the pretrained model on the fine-tuning corpus
             model.train()
             while True:
                 if total_steps is not None and step >= total_steps:
@@ -472,19 +498,17 @@ class _Run:
                                                       "tokens": step * t.batch_tokens, "loss": last_loss,
                                                       "lr": lr, "elapsed_s": train_s})
                 if due_eval:
-                    point = eval_point()
+                    point = eval_point(judged=True)
                     if not math.isfinite(point.val_loss):
                         self.status, self.reason = "diverged", f"{name} validation loss became {point.val_loss} at step {step}"
                         break
-                    if self.on_eval:
-                        self.on_eval(point)
             if self.status == "completed" and (not curve or curve[-1].step != step):
-                eval_point()
+                eval_point(judged=False)             # the end of a seconds budget
             finished = self.status == "completed"
         finally:
             bar.close()
             self.train_s += train_s
-            self.last_loss = last_loss
+            self.last_loss, self.step = last_loss, step
             if finished or name == "pretrain":
                 self.phases.append(PhaseRecord(
                     name=name, tokens=step * t.batch_tokens, steps=step, train_s=train_s, lr=t.lr,
@@ -526,7 +550,7 @@ class _Run:
         return EvalSuite(corpus=target, metrics=self.phases[-1].metrics[target], int8_bpb=q.bpb, int8_loss=q.loss,
                          int8_weight_error=ev.int8_error(net), completion=completion, samples=samples)
 
-    def record(self, suite: EvalSuite | None) -> RunRecord:
+    def record(self, suite: EvalSuite | None, suite_error: str | None) -> RunRecord:
         spec, engine = self.spec, self.engine
         pre = self.phases[0]
         curve = self.curves["pretrain"]
@@ -558,7 +582,7 @@ class _Run:
             finetune_val_bpb=ft.metrics["finetune"].bpb if ft else None,
             finetune_gain_bpb=pre.metrics["finetune"].bpb - ft.metrics["finetune"].bpb if ft else None,
             forgetting_bpb=ft.metrics["pretrain"].bpb - pre.metrics["pretrain"].bpb if ft else None,
-            suite=suite)
+            suite=suite, suite_error=suite_error)
 
 
 def _device_name(device: torch.device) -> str:
@@ -572,6 +596,7 @@ def main() -> None:
     """A rank of a data-parallel job (see parallel.launch): `python -m workbench.train RUN_DIR
     [--judged]` trains the run folder's spec; a failing rank leaves its error for the caller."""
     run_dir = Path(sys.argv[1])
+    term_with_parent()
     try:
         train(read_run_spec(run_dir), run_dir, on_eval=Verdicts(run_dir) if "--judged" in sys.argv else None)
     except BaseException as e:
