@@ -1,5 +1,6 @@
 """The HTML report, opened in real headless Chromium."""
 
+import math
 import os
 import shutil
 import statistics
@@ -84,7 +85,8 @@ def test_report_shows_finetuning_and_evaluation_suite(tmp_path, monkeypatch, bro
     finetune = {"data": {"source": "python-docstrings", "max_bytes": 60000}, "budget": {"steps": 3},
                 "batch_tokens": 128, "eval_bytes": 2048}
     path = write_study(tmp_path, trials=2, base={**BASE, "finetune": finetune},
-                       search={"model.width": {"choice": [32, 64]}}, scaling={"group_by": "model.width"})
+                       search={"model.width": {"choice": [32, 64]}},
+                       scaling={"group_by": "model.width", "loss": "finetune_val_bpb"})
     study = load_study(path)
     journal = str(tmp_path / "runs" / study.name / "study.journal")
     supervise(study, journal, workers=1, poll=0.2)
@@ -129,7 +131,54 @@ def test_report_shows_finetuning_and_evaluation_suite(tmp_path, monkeypatch, bro
         assert row[4:6] == [f"{best['suite']['metrics']['bpb']:.4f}", f"{best['suite']['int8_bpb']:.4f}"]
     assert page.get_by_text("saved in the run record").count() == len(by_group)
     assert page.locator("#trials th", has_text="fine-tune bpb").count() == 1
+
+    # Scaling (scaling.loss = finetune_val_bpb): points, y range and frontier are the fine-tuned
+    # bpb of each trial, not its pretraining val_bpb, and the axes say so.
+    plots = page.evaluate("""() => [...document.querySelectorAll('div.plotly-graph-div')].map(d => {
+        const title = d.layout.title || {}, axis = d.layout.yaxis || {};
+        return {title: title.text, y: (axis.title || {}).text, range: axis.range,
+                traces: d.data.map(t => ({name: t.name, text: t.text, y: t.y}))};
+    })""")
+    finetuned = {n: r["finetune_val_bpb"] for n, r in records.items()}
+    assert all(v is not None for v in finetuned.values()) and finetuned != {n: r["val_bpb"] for n, r in records.items()}
+    scaling = [p for p in plots if "vs" in (p["title"] or "") and "fine-tuned bits per byte" in p["title"]]
+    assert len(scaling) == 3
+    for plot in scaling:
+        assert plot["y"] == "fine-tuned bits per byte"
+        points = {int(t.split()[1]): y for trace in plot["traces"] if trace["text"]
+                  for t, y in zip(trace["text"], trace["y"])}
+        assert points == pytest.approx(finetuned)
+        lo, hi = plot["range"]   # log10 axis, from the fine-tuned values
+        assert lo == pytest.approx(math.log10(min(finetuned.values()) / 1.5))
+        assert hi == pytest.approx(math.log10(max(finetuned.values()) * 1.3))
+    frontier = next(p for p in plots if p["title"] == "compute-optimal frontier")
+    assert frontier["y"] == "fine-tuned bits per byte"
+    runs = next(t for t in frontier["traces"] if t["name"] == "runs")
+    assert sorted(runs["y"]) == pytest.approx(sorted(finetuned.values()))
+    # The comparison per group: the best trial by fine-tuned bpb.
+    comparison = page.evaluate("""() => [...[...document.querySelectorAll('h2')]
+        .find(h => h.textContent.startsWith('Architecture comparison')).nextElementSibling.rows]
+        .map(r => [...r.cells].map(c => c.textContent))""")
+    assert comparison[0][2] == "best fine-tuned bpb" and len(comparison[1:]) == len(by_group)
+    for row in comparison[1:]:
+        best = min(by_group[row[0]], key=lambda r: r["finetune_val_bpb"])
+        assert row[2] == f"{best['finetune_val_bpb']:.4f} (trial {best['trial']})"
     page.close()
+
+    # A trial without a fine-tuned bpb (a null in the loss column) breaks nothing: it is left out
+    # of the scaling points and chosen last.
+    partial = optuna.create_study()
+    for t in ostudy.get_trials():
+        record = {**t.user_attrs["record"], **({"finetune_val_bpb": None} if t.number == 0 else {})}
+        partial.add_trial(optuna.trial.create_trial(state=t.state, values=t.values, params=t.params,
+                                                    distributions=t.distributions,
+                                                    user_attrs={**t.user_attrs, "record": record}))
+    html, _ = report.build(study, partial, samples=False)
+    assert "Not enough completed trials to show scaling yet" in html   # one trial left with the loss
+    table = html.split("Architecture comparison", 1)[1].split("</table>", 1)[0]
+    assert "(trial 0)" not in table and f"{finetuned[1]:.4f} (trial 1)" in table
+    if len(by_group) == 2:   # trial 0 alone in its group: no best to show
+        assert table.count(report.MISSING) == 1
 
     # Records from before fine-tuning and the suite: no such columns, and the report still builds.
     old = optuna.create_study()
@@ -141,3 +190,4 @@ def test_report_shows_finetuning_and_evaluation_suite(tmp_path, monkeypatch, bro
                                                 user_attrs={**t.user_attrs, "record": record}))
     html, _ = report.build(study, old, samples=False)
     assert "No completed trial has an evaluation suite" in html and "id='finetune'" not in html
+    assert "Not enough completed trials to show scaling yet" in html   # no fine-tuned bpb at all

@@ -17,6 +17,14 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
 AXES = {"flops": ("compute.6N+attn", "training compute C (FLOPs)"),
         "params": ("params.total", "parameters N"),
         "tokens": ("tokens", "training tokens D")}
+LOSSES = {"val_bpb": "val bits per byte", "val_loss": "val loss (nats/token)",
+          "finetune_val_bpb": "fine-tuned bits per byte", "finetune_val_loss": "fine-tuned loss (nats/token)"}
+"""The losses a study can fit (ScalingSpec.loss), named in words for axes and titles."""
+
+
+def loss_label(loss: str) -> str:
+    """`loss` (a results column) in words, escaped: what the scaling figures' y axes show."""
+    return esc(LOSSES.get(loss, loss))
 
 
 def esc(value: Any) -> str:
@@ -38,15 +46,17 @@ def groups(df: pl.DataFrame, group_col: str | None) -> list[tuple[str, pl.DataFr
     return [(k, df.filter(pl.col(group_col).cast(pl.String) == k)) for k in keys]
 
 
-def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: dict | None) -> go.Figure:
-    """bpb against C, N or D on log axes, one colour per group, with the fitted law and its band
-    where the fit provides one for this axis."""
+def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: dict | None,
+                   loss: str = "val_bpb") -> go.Figure:
+    """The `loss` column (the one the fit fitted) against C, N or D on log axes, one colour per
+    group, with the fitted law and its band where the fit provides one for this axis. `done`
+    holds only rows with a usable `loss` (finite, positive: it is drawn on a log axis)."""
     column, label = AXES[axis]
     fig = go.Figure()
     for i, (name, part) in enumerate(groups(done, group_col)):
         color = PALETTE[i % len(PALETTE)]
         fig.add_trace(go.Scatter(
-            x=part[column].to_list(), y=part["val_bpb"].to_list(), mode="markers", name=esc(name),
+            x=part[column].to_list(), y=part[loss].to_list(), mode="markers", name=esc(name),
             marker=dict(color=color, size=8, opacity=0.8),
             text=[f"trial {t}" for t in part["trial"].to_list()], hovertemplate="%{text}<br>%{x:.3g}, %{y:.4f}"))
         for curve in (fit or {}).get("curves", {}).get(axis, []):
@@ -65,16 +75,17 @@ def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: di
                 fig.add_trace(go.Scatter(x=[point["x"]], y=[point["y"]], mode="markers", showlegend=False,
                                          marker=dict(symbol="x", size=11, color=color),
                                          hovertext="held out (backtest)"))
-    fig = _layout(fig, f"val bits per byte vs {label}", label, "val bits per byte", logy=True)
+    fig = _layout(fig, f"{LOSSES.get(loss, loss)} vs {label}", label, loss_label(loss), logy=True)
     # Keep the observed range in view: a wide extrapolation band must not flatten the data.
-    y = np.asarray(done["val_bpb"].to_list(), dtype=float)
+    y = np.asarray(done[loss].to_list(), dtype=float)
     if len(y):
         fig.update_yaxes(range=[np.log10(y.min() / 1.5), np.log10(y.max() * 1.3)])
     return fig
 
 
-def isoflop_figure(done: pl.DataFrame, fit: dict | None) -> go.Figure | None:
-    """One curve per compute budget: bpb against N, with the fitted parabola's minimum."""
+def isoflop_figure(done: pl.DataFrame, fit: dict | None, loss: str = "val_bpb") -> go.Figure | None:
+    """One curve per compute budget: the fitted loss (`loss`) against N, with the fitted
+    parabola's minimum."""
     iso = (fit or {}).get("isoflop") or {}
     budgets = [b for b in iso.get("budgets") or [] if b.get("params")]
     if not budgets:
@@ -90,19 +101,20 @@ def isoflop_figure(done: pl.DataFrame, fit: dict | None) -> go.Figure | None:
         elif b.get("reason"):
             fig.data[-1].name += f" ({esc(b['reason'])})"
     return _layout(fig, "IsoFLOP curves (stars: fitted minima of the parabola in log N)", "parameters N",
-                   "val bits per byte")
+                   loss_label(loss))
 
 
-def frontier_figure(done: pl.DataFrame) -> go.Figure:
-    """Runs and the empirical compute-optimal frontier (lowest bpb reached at or below each C)."""
+def frontier_figure(done: pl.DataFrame, loss: str = "val_bpb") -> go.Figure:
+    """Runs and the empirical compute-optimal frontier (lowest `loss` reached at or below each C);
+    `done` holds only rows with a usable `loss`."""
     d = done.sort("compute.6N+attn")
-    c, y = d["compute.6N+attn"].to_numpy(), d["val_bpb"].to_numpy()
+    c, y = d["compute.6N+attn"].to_numpy(), d[loss].to_numpy()
     best = np.minimum.accumulate(y)
     fig = go.Figure([
         go.Scatter(x=c.tolist(), y=y.tolist(), mode="markers", name="runs", marker=dict(color="#999")),
         go.Scatter(x=c.tolist(), y=best.tolist(), mode="lines", line_shape="hv", name="frontier",
                    line=dict(color="#d62728"))])
-    return _layout(fig, "compute-optimal frontier", "training compute C (FLOPs)", "val bits per byte", logy=True)
+    return _layout(fig, "compute-optimal frontier", "training compute C (FLOPs)", loss_label(loss), logy=True)
 
 
 def curves_figure(curves: list[tuple[str, list[dict]]], x: str = "tokens",

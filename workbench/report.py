@@ -37,6 +37,9 @@ SUITE_COLUMNS = [("val_bpb", "val bpb", "{:.4f}"), ("suite.metrics.bpb", "suite 
 FINETUNE_COLUMNS = [("finetune_gain_bpb", "gain (bpb)", "{:+.4f}", True),
                     ("forgetting_bpb", "forgetting (bpb)", "{:+.4f}", False),
                     ("finetune_val_bpb", "fine-tune val bpb", "{:.4f}", False)]
+LOSS_SHORT = {"val_bpb": "bpb", "val_loss": "val loss", "finetune_val_bpb": "fine-tuned bpb",
+              "finetune_val_loss": "fine-tuned loss"}
+"""Short names of the losses a study can fit, for table headings and sample titles."""
 _CONTROLS = {c: "\ufffd" for c in range(32) if chr(c) not in "\t\n"} | {127: "\ufffd"}
 
 
@@ -104,6 +107,26 @@ def _counts(df: pl.DataFrame) -> dict[str, int]:
     return {str(k): int(n) for k, n in rows}
 
 
+def _loss(study: Study) -> str:
+    """The report's loss column: the one the study's scaling fit fits (its `scaling.loss`), so
+    points, frontier, fitted curves and every "best" trial are judged by the same number."""
+    return study.spec.scaling.loss
+
+
+def _scored(df: pl.DataFrame, loss: str) -> pl.DataFrame:
+    """The rows of `df` with a usable `loss` (finite and positive: the fit drops the rest and the
+    figures draw it on log axes); an empty table where no record has the column."""
+    df = _with_columns(df, [loss])
+    value = pl.col(loss).cast(pl.Float64)
+    return df.filter(value.is_not_null() & value.is_finite() & (value > 0))
+
+
+def _best_first(df: pl.DataFrame, loss: str) -> pl.DataFrame:
+    """`df` sorted by `loss`, lowest first, trials without a value (null or NaN) last."""
+    df = _with_columns(df, [loss])
+    return df.sort(pl.col(loss).cast(pl.Float64).fill_nan(None), nulls_last=True)
+
+
 def _group_column(study: Study, df: pl.DataFrame) -> str | None:
     field = study.spec.scaling.group_by
     return f"spec.{field}" if field and f"spec.{field}" in df.columns else None
@@ -145,7 +168,7 @@ def fit_view(fit: dict | None) -> dict | None:
         return None
     view = {"curves": {}, "backtest_points": {}, "rows": [], "groups": {}, "isoflop": fit.get("isoflop"),
             "warnings": fit.get("warnings", []), "unsupported": list(fit.get("unsupported", [])),
-            "predictions": fit.get("predictions", []),
+            "predictions": fit.get("predictions", []), "loss": (fit.get("conventions") or {}).get("loss"),
             "comparison": [c["verdict"] for c in (fit.get("groups") or {}).get("comparisons", [])]}
     grouped = (fit.get("groups") or {}).get("fits", {})
     entries = list(grouped.items()) if grouped else [("all runs", fit)]
@@ -196,6 +219,8 @@ def _fit_table(view: dict) -> str:
 
 def _scaling(page: _Page, study: Study, done: pl.DataFrame, fit: dict | None, fit_error: str | None) -> None:
     page.add("<h2>Scaling</h2>")
+    loss = _loss(study)
+    done = _scored(done, loss)
     if done.height < 2:
         page.add("<p class='note'>Not enough completed trials to show scaling yet.</p>")
         return
@@ -205,11 +230,14 @@ def _scaling(page: _Page, study: Study, done: pl.DataFrame, fit: dict | None, fi
         page.add(f"<p class='note'>{esc(reason)}</p>")
     for warning in (fit or {}).get("warnings", []):
         page.add(f"<p class='warn'>warning: {esc(warning)}</p>")
+    if fit and fit.get("loss") not in (None, loss):
+        page.add(f"<p class='warn'>warning: the fit is of {esc(fit['loss'])}, the points of the study's "
+                 f"scaling loss {esc(loss)}</p>")
     group = _group_column(study, done)
     for axis in ("flops", "params", "tokens"):
-        page.figure(figures.scaling_figure(done, axis, group, fit))
-    page.figure(figures.frontier_figure(done))
-    iso = figures.isoflop_figure(done, fit)
+        page.figure(figures.scaling_figure(done, axis, group, fit, loss))
+    page.figure(figures.frontier_figure(done, loss))
+    iso = figures.isoflop_figure(done, fit, loss)
     if iso is not None:
         page.figure(iso)
     if fit:
@@ -223,14 +251,18 @@ def _comparison(page: _Page, study: Study, done: pl.DataFrame, fit: dict | None)
     if not group or done.is_empty():
         return
     page.add(f"<h2>Architecture comparison by {esc(study.spec.scaling.group_by)}</h2>")
+    loss = _loss(study)
     by_group = (fit or {}).get("groups", {})
     rows = []
     for name, part in figures.groups(done, group):
-        best = part.sort("val_bpb").row(0, named=True)
+        scored = _scored(part, loss)
+        best = _best_first(scored, loss).row(0, named=True) if scored.height else None
+        cell = f"{best[loss]:.4f} (trial {best['trial']})" if best else MISSING
         g = by_group.get(name, {})
-        rows.append(f"<tr><td>{esc(name)}</td><td>{part.height}</td><td>{best['val_bpb']:.4f} (trial {best['trial']})</td>"
+        rows.append(f"<tr><td>{esc(name)}</td><td>{part.height}</td><td>{cell}</td>"
                     f"<td>{esc(g.get('exponent', ''))}</td><td>{esc(g.get('predicted', ''))}</td></tr>")
-    page.add("<table class='data'><tr><th>group</th><th>runs</th><th>best bpb</th><th>fitted exponent</th>"
+    page.add(f"<table class='data'><tr><th>group</th><th>runs</th>"
+             f"<th>best {esc(LOSS_SHORT.get(loss, loss))}</th><th>fitted exponent</th>"
              "<th>predicted at target C</th></tr>" + "".join(rows) + "</table>")
     for verdict in (fit or {}).get("comparison", []):
         page.add(f"<p>{esc(verdict)}</p>")
@@ -238,7 +270,10 @@ def _comparison(page: _Page, study: Study, done: pl.DataFrame, fit: dict | None)
 
 def _trials(page: _Page, study: Study, df: pl.DataFrame) -> None:
     fields = _searched_columns(study, df)
-    shown = [(c, name) for c, name in TABLE_COLUMNS if c in df.columns
+    loss, listed = _loss(study), [c for c, _ in TABLE_COLUMNS]
+    table = TABLE_COLUMNS if loss in listed else \
+        TABLE_COLUMNS[:4] + [(loss, LOSS_SHORT.get(loss, loss))] + TABLE_COLUMNS[4:]   # beside bpb
+    shown = [(c, name) for c, name in table if c in df.columns
              and (c not in OPTIONAL_COLUMNS or df[c].null_count() < df.height)]
     columns = [("trial", "trial"), ("status", "status")] + [(c, c.removeprefix("spec.")) for c in fields] \
         + shown + [("reason", "failure reason")]
@@ -257,9 +292,10 @@ def _trials(page: _Page, study: Study, df: pl.DataFrame) -> None:
 
 
 def _curves(page: _Page, study: Study, done: pl.DataFrame, top: int = 6) -> None:
+    """The pretraining val bpb curves of the best trials by the study's loss column."""
     if done.is_empty() or "curve" not in done.columns:
         return
-    chosen = done.sort("val_bpb").head(top)
+    chosen = _best_first(done, _loss(study)).head(top)
     curves = [(f"trial {r['trial']}", r["curve"]) for r in chosen.iter_rows(named=True) if r["curve"]]
     page.add("<h2>Training curves</h2>")
     page.figure(figures.curves_figure(curves))
@@ -364,16 +400,16 @@ def _samples(page: _Page, study: Study, done: pl.DataFrame, prompt: str, tokens:
     page.add(f"<h2>Samples</h2><p>Continuations of <code>{esc(prompt)}</code> from the best model of each group "
              "(temperature 0.8, top-k 50), generated now from the weights in its run folder, for people to judge "
              "(the evaluation suite above shows those saved in the run record).</p>")
-    group = _group_column(study, done)
+    group, loss = _group_column(study, done), _loss(study)
     for name, part in figures.groups(done, group):
-        best = part.sort("val_bpb").row(0, named=True)
+        best = _best_first(part, loss).row(0, named=True)
         run_dir = Path(best.get("run_dir") or "")
         try:
             model, tok = load_run(run_dir)
             text = prompt + generate(model, tok, prompt, tokens)
         except (FileNotFoundError, OSError):
             text = None
-        title = f"{esc(name)}: trial {best['trial']}, bpb {best['val_bpb']:.4f}"
+        title = f"{esc(name)}: trial {best['trial']}, {esc(LOSS_SHORT.get(loss, loss))} {_fmt(best[loss], '{:.4f}')}"
         body = f"<pre class='sample'>{esc(text)}</pre>" if text is not None else \
             "<p class='note'>weights not on this machine (trained elsewhere or deleted)</p>"
         page.add(f"<h3>{title}</h3>{body}")
