@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 from test_study import BASE, write_study
 from test_finetune import two_phase
 from test_train import tiny_spec
-from workbench.parallel import LaunchError
+from workbench.data import DataError
+from workbench.parallel import LaunchError, launch
 from workbench.record import read_record
 from workbench.search import load_study
 from workbench.study import create_or_resume, load_existing, supervise
@@ -57,8 +58,10 @@ def test_pruning_a_data_parallel_run_stops_every_rank_at_the_judged_step(tmp_pat
 
 def test_a_failing_rank_is_one_clear_error_naming_the_cause(tmp_path):
     spec = _dp(tiny_spec(**{"data": {"source": "files", "paths": [str(tmp_path / "missing.txt")]}}))
+    with pytest.raises(DataError, match="missing.txt: no such file"):
+        train(spec, tmp_path / "run")         # found by the caller, before any process starts
     with pytest.raises(LaunchError, match=r"exited with 1 .*DataError: data.paths\[0\]: .*missing.txt: no such file"):
-        train(spec, tmp_path / "run")
+        launch(spec, tmp_path / "run")        # found by a rank: its error, not the others' aftermath
 
 
 def test_a_study_trial_runs_data_parallel(tmp_path, monkeypatch):
