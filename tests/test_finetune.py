@@ -130,3 +130,12 @@ def test_finetune_objectives_need_a_finetune_phase(tmp_path):
                                           "sampler": {"kind": "random"}}))
     with pytest.raises(SpecError, match="need a finetune: phase"):
         load_study(study_path)
+
+
+def test_describe_shows_the_fine_tuning_budget():
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-m", "workbench", "describe", str(ROOT / "specs" / "finetune-docstrings.yaml")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "fine-tuning tokens" in run.stdout and "100,352" in run.stdout     # 1e5 rounded to whole steps

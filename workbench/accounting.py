@@ -96,12 +96,18 @@ def memory_estimate(spec: Spec, bytes_per_activation: int | None = None) -> dict
 def describe(spec: Spec) -> dict:
     """Everything `workbench describe` prints, as plain data."""
     tokens = budget_tokens(spec)
+    finetune = None
+    if spec.finetune is not None:
+        tuned = spec.model_copy(update={"train": spec.finetune.recipe(spec.train)})
+        ft_tokens = budget_tokens(tuned)
+        finetune = {"tokens": ft_tokens, "compute": compute(tuned, ft_tokens) if ft_tokens else None}
     return {
         "name": spec.name,
         "params": asdict(count_params(spec)),
         "flops_per_token": flops_per_token(spec),
         "tokens": tokens,
         "compute": compute(spec, tokens) if tokens else None,
+        "finetune": finetune,
         "memory_bytes": memory_estimate(spec),
     }
 

@@ -100,6 +100,11 @@ def describe(spec_file: Path, set_: SetOption = None,
     table.add_row("training tokens (D)", f"{info['tokens']:,}" if info["tokens"] else "set by seconds")
     for key, value in (info["compute"] or {}).items():
         table.add_row(f"training compute [{key}]", f"{value:.3e} FLOPs")
+    if info["finetune"]:
+        ft = info["finetune"]
+        table.add_row("fine-tuning tokens", f"{ft['tokens']:,}" if ft["tokens"] else "set by seconds")
+        for key, value in (ft["compute"] or {}).items():
+            table.add_row(f"fine-tuning compute [{key}]", f"{value:.3e} FLOPs")
     for key, value in info["memory_bytes"].items():
         table.add_row(f"memory.{key} (estimate)", f"{value / 2**20:,.1f} MiB")
     out.print(table)

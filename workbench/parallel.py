@@ -56,9 +56,10 @@ def term_with_parent() -> None:
 
 
 def launch(spec: Spec, run_dir: Path | None, on_eval: Callable[[EvalPoint], None] | None = None,
-           poll: float = 0.02) -> RunRecord:
+           poll: float = 0.02, progress: bool = False) -> RunRecord:
     """Run `spec` on spec.train.devices processes and return its record. on_eval is called
-    here, in the caller's process, for every evaluation; raising record.Pruned stops the job."""
+    here, in the caller's process, for every judged evaluation; raising record.Pruned stops the
+    job. With progress, each evaluation is printed to stderr as it comes."""
     import torch
 
     scratch = run_dir is None           # the job needs a folder to talk through; removed after
@@ -91,9 +92,15 @@ def launch(spec: Spec, run_dir: Path | None, on_eval: Callable[[EvalPoint], None
                 read += len(whole)
                 for line in whole.decode().splitlines():
                     row = json.loads(line)
-                    if row.pop("kind") != "eval" or not row.pop("judged", True):
+                    if row.pop("kind") != "eval":
                         continue
-                    point = EvalPoint.model_validate(row)
+                    judged, point = row.pop("judged", True), EvalPoint.model_validate(row)
+                    if progress:
+                        print(f"{spec.name} {point.phase} step {point.step:,} ({point.tokens:,} tokens, "
+                              f"{point.elapsed_s:.0f} s): train loss {point.train_loss:.4f}, "
+                              f"val bpb {point.val_bpb:.4f}", file=sys.stderr, flush=True)
+                    if not judged:
+                        continue
                     verdict = "go"
                     if on_eval is not None:
                         try:

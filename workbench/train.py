@@ -332,7 +332,7 @@ def train(spec: Spec, run_dir: Path | None = None, *, progress: bool = False,
     """
     if spec.train.devices > 1 and not os.environ.get(LAUNCHED):
         prepare(spec)        # tokenizer and streams cached here, not while the ranks wait in a barrier
-        return launch(spec, run_dir, on_eval=on_eval)
+        return launch(spec, run_dir, on_eval=on_eval, progress=progress)
     return _Run(spec, run_dir, progress, on_eval).run()
 
 
