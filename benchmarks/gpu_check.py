@@ -34,7 +34,9 @@ Sections and rows (targets in the table's target column):
               difference| [~0: the same optimisation].
 
 A failing section becomes a row "error: ..." and the rest still run; --budget-s scales step
-counts and token budgets (480 s is the default size) and skips sections started after it.
+counts and token budgets (480 s is the default size), skips sections started after it, and stops
+the packed and study processes a minute past it (a study keeps the trials it finished). Each
+section's rows go to stderr (and --out is rewritten) as it ends, so a killed run keeps them.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 DEFAULT_BUDGET_S = 480.0
+PAST_BUDGET_S = 60.0         # the packed and study processes are stopped this long after --budget-s
+PACKED_TIMEOUT_S = 240.0     # one K of packed trainers, start to finish (a hung one costs no more)
 SECTIONS = ("env", "gpt2", "packed", "positional", "study", "dp")
 _START = time.perf_counter()
 
@@ -101,6 +105,7 @@ class Sizes:
     study_space: dict[str, Any] = field(default_factory=lambda: {
         "model.depth": {"int": [2, 6]}, "model.width": {"choice": [128, 192, 256, 320]}})
     dp_tokens: float = 2e7
+    budget_s: float = DEFAULT_BUDGET_S
 
     @classmethod
     def make(cls, smoke: bool, budget_s: float) -> Sizes:
@@ -113,13 +118,18 @@ class Sizes:
                        gpt2_rows=8, gpt2_steps=3, baseline_backend="eager", ks=(1, 2), packed_steps=3,
                        pos_steps=3, study_trials=(("x4", 2, 4), ("2x2", 2, 2)), study_tokens=1e4,
                        study_space={"model.depth": {"int": [1, 2]}, "model.width": {"choice": [32, 64]}},
-                       dp_tokens=1e4)
+                       dp_tokens=1e4, budget_s=budget_s)
         n = lambda v, low: max(low, round(v * scale))                      # noqa: E731
         return cls(False, scale, gpt2_steps=n(30, 5), packed_steps=n(300, 30), pos_steps=n(20, 5),
-                   study_tokens=n(8e6, 1e6), dp_tokens=n(2e7, 2e6))
+                   study_tokens=n(8e6, 1e6), dp_tokens=n(2e7, 2e6), budget_s=budget_s)
 
 
 # ------------------------------------------------------------------------------- helpers
+
+
+def stop_at(sizes: Sizes) -> float:
+    """The perf_counter time by which the packed and study sections stop their processes."""
+    return _START + sizes.budget_s + PAST_BUDGET_S
 
 
 def cuda() -> bool:
@@ -356,7 +366,8 @@ def packed_section(sizes: Sizes) -> tuple[list[Row], dict]:
         spec_file = write_spec_file(spec, Path(tmp) / "spec.yaml")
         for k in sizes.ks:
             log(f"packed: K={k} processes x {sizes.packed_steps} steps of {spec.train.batch_tokens} tokens")
-            r = packed(spec_file, k, sizes.packed_steps, Path(tmp))
+            timeout = min(PACKED_TIMEOUT_S, max(30.0, stop_at(sizes) - time.perf_counter()))
+            r = packed(spec_file, k, sizes.packed_steps, Path(tmp), timeout)
             raw[f"k{k}"] = r
             agg = r["aggregate_tokens_per_s"]
             single = single or agg
@@ -447,7 +458,11 @@ class GpuBusy:
     def __exit__(self, *exc) -> None:
         if self.proc:
             self.proc.terminate()
-            self.proc.wait()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
             self.thread.join(timeout=5)
 
     def summary(self, start: float, end: float) -> tuple[float, float] | None:
@@ -456,14 +471,24 @@ class GpuBusy:
         return (sum(values) / len(values), sum(v > 0 for v in values) / len(values)) if values else None
 
 
+class PastBudget(Exception):
+    """Raised from supervise's progress callback at stop_at: supervise then stops its workers."""
+
+
 def run_study(base, label: str, trials: int, per_gpu: int, sizes: Sizes) -> tuple[list[Row], dict]:
     """A study of `trials` trials over depth x width from `base`, run by supervise in a temporary
-    folder (its runs/ and journal live there) while the GPU's utilisation is sampled."""
+    folder (its runs/ and journal live there) while the GPU's utilisation is sampled; stopped at
+    stop_at(sizes), keeping the trials finished by then."""
     import optuna
     import yaml
 
     from workbench.search import load_study
-    from workbench.study import load_existing, supervise
+    from workbench.study import load_existing, summary as study_summary, supervise
+    deadline = stop_at(sizes)
+
+    def check_deadline(_summary: dict) -> None:
+        if time.perf_counter() > deadline:
+            raise PastBudget
     with tempfile.TemporaryDirectory(prefix="gpu-check-study-") as tmp, contextlib.chdir(tmp):
         path = Path(tmp) / "study.yaml"
         path.write_text(yaml.safe_dump({
@@ -474,8 +499,13 @@ def run_study(base, label: str, trials: int, per_gpu: int, sizes: Sizes) -> tupl
         study, url = load_study(path), str(Path(tmp) / "study.journal")
         log(f"study {label}: {trials} trials, trials_per_gpu={per_gpu}, {base.train.budget.tokens:,} tokens each")
         with GpuBusy() if cuda() else contextlib.nullcontext() as busy:
-            start = time.perf_counter()
-            summary = supervise(study, url, workers="auto", trials_per_gpu=per_gpu, poll=0.5)
+            start, stopped = time.perf_counter(), ""
+            try:
+                summary = supervise(study, url, workers="auto", trials_per_gpu=per_gpu, poll=0.5,
+                                    on_progress=check_deadline)
+            except PastBudget:
+                summary, stopped = study_summary(load_existing(study, url)), "stopped past --budget-s"
+                log(f"study {label}: stopped past --budget-s")
             end = time.perf_counter()
         done = [t for t in load_existing(study, url).get_trials(deepcopy=False)
                 if t.state == optuna.trial.TrialState.COMPLETE]
@@ -485,9 +515,10 @@ def run_study(base, label: str, trials: int, per_gpu: int, sizes: Sizes) -> tupl
     training = sum(r["train_s"] for r in records) / max(1e-9, sum(r["wall_s"] for r in records))
     util = busy.summary(start, end) if busy else None
     failure = summary["failures"][0]["reason"] if summary["failures"] else ""
+    note = "; ".join(filter(None, [stopped, failure]))
     name = f"{label}: {trials} trials, {per_gpu}/GPU"
     rows = [Row("study", f"{name}: done, wall", f"{len(done)}/{trials} in {wall:.0f} s",
-                verdict="ok" if len(done) == trials else "MISS", note=failure[:80]),
+                verdict="ok" if len(done) == trials else "MISS", note=note[:80]),
             Row("study", f"{name}: training tokens/s", rate(tokens / wall),
                 note=f"trials spent {training:.0%} of their wall in training"),
             Row("study", f"{name}: GPU busy", f"{util[0]:.0f}% mean, {util[1]:.0%} >0" if util else "n/a",
@@ -504,6 +535,10 @@ def study_section(sizes: Sizes) -> tuple[list[Row], dict]:
     prepare(base)
     rows, raw = [], {}
     for label, trials, per_gpu in sizes.study_trials:
+        if time.perf_counter() > stop_at(sizes):
+            rows.append(Row("study", f"{label}: {trials} trials, {per_gpu}/GPU", "skipped: --budget-s spent",
+                            verdict="skipped"))
+            continue
         r, raw[label] = run_study(base, label, trials, per_gpu, sizes)
         rows += r
     return rows, raw
@@ -603,7 +638,11 @@ def main() -> None:
                 r.verdict = r.verdict if r.verdict in ("error", "skipped") else ""
         rows += got
         raw[name]["seconds"] = time.perf_counter() - began
-        log(f"{name}: done in {raw[name]['seconds']:.0f} s")
+        # Rows so far to stderr and --out now: a run killed later (a hang, the machine's limit) keeps them.
+        log(f"{name}: done in {raw[name]['seconds']:.0f} s\n" + table(got, f"{name} rows"))
+        if a.out:
+            with contextlib.suppress(Exception):
+                write_out(a.out, f"gpu_check (partial, after {name})", rows, raw)
         with contextlib.suppress(Exception):
             free_memory()
     total = time.perf_counter() - _START
@@ -612,9 +651,14 @@ def main() -> None:
     text = table(rows, title)
     print(text, flush=True)
     if a.out:
-        a.out.write_text(json.dumps({"title": title, "rows": [asdict(r) for r in rows], "raw": raw,
-                                     "elapsed_s": total, "argv": sys.argv[1:]}, indent=1, default=str))
+        write_out(a.out, title, rows, raw)
         log(f"wrote {a.out}")
+
+
+def write_out(path: Path, title: str, rows: list[Row], raw: dict) -> None:
+    path.write_text(json.dumps({"title": title, "rows": [asdict(r) for r in rows], "raw": raw,
+                                "elapsed_s": time.perf_counter() - _START, "argv": sys.argv[1:]},
+                               indent=1, default=str))
 
 
 if __name__ == "__main__":
