@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from workbench.record import METRICS_FILE, EvalPoint, Pruned, RunRecord, read_record, write_atomic, write_spec
+from workbench.record import METRICS_FILE, RECORD_FILE, EvalPoint, Pruned, RunRecord, read_record, write_atomic, write_spec
 from workbench.spec import Spec
 
 LAUNCHED = "WORKBENCH_LAUNCHED"   # set in the processes of a data-parallel job
@@ -67,7 +67,7 @@ def launch(spec: Spec, run_dir: Path | None, on_eval: Callable[[EvalPoint], None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_spec(run_dir, spec)
     metrics = run_dir / METRICS_FILE
-    for stale in [metrics, *run_dir.glob(".verdict-*"), *run_dir.glob(".error-rank*")]:
+    for stale in [metrics, run_dir / RECORD_FILE, *run_dir.glob(".verdict-*"), *run_dir.glob(".error-rank*")]:
         stale.unlink(missing_ok=True)
     n = spec.train.devices
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
@@ -115,7 +115,7 @@ def launch(spec: Spec, run_dir: Path | None, on_eval: Callable[[EvalPoint], None
         proc.terminate()
         proc.wait()
         raise
-    if code != 0 or not (run_dir / "record.json").exists():
+    if code != 0 or not (run_dir / RECORD_FILE).exists():
         # The first rank to fail says why; the others fail after it, when their peer is gone.
         said = sorted(run_dir.glob(".error-rank*"), key=lambda f: f.stat().st_mtime)
         why = said[0].read_text().strip() if said else \
