@@ -13,6 +13,7 @@ Conventions, so that numbers from different papers can be compared:
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 
@@ -112,9 +113,11 @@ def describe(spec: Spec) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=None)
 def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 0.3) -> float:
     """Measured dense matmul FLOP/s on this device: the ceiling MFU is reported against. The
-    best of three bursts, so a moment of contention does not lower the ceiling."""
+    best of three bursts, so a moment of contention does not lower the ceiling; measured once
+    per process, so every run and bench of a study worker divides by the same ceiling."""
     n = 4096 if device.type == "cuda" else 1024
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)

@@ -83,7 +83,7 @@ def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: di
     return fig
 
 
-def isoflop_figure(done: pl.DataFrame, fit: dict | None, loss: str = "val_bpb") -> go.Figure | None:
+def isoflop_figure(fit: dict | None, loss: str = "val_bpb") -> go.Figure | None:
     """One curve per compute budget: the fitted loss (`loss`) against N, with the fitted
     parabola's minimum."""
     iso = (fit or {}).get("isoflop") or {}

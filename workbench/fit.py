@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 
 from workbench import powerlaw as pw
+from workbench.record import write_atomic
 
 
 class FitError(Exception):
@@ -226,7 +227,7 @@ def save(result: dict, path: Path) -> Path:
     """Write a result (as returned by fit_source) as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    write_atomic(path, json.dumps(result, indent=2, allow_nan=False) + "\n")
     return path
 
 

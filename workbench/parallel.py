@@ -45,12 +45,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def term_with_parent() -> None:
-    """SIGTERM this process when its parent dies: the launcher when the worker that owns the
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Have the kernel send `sig` to this process when its parent dies (Linux; elsewhere a
+    no-op): a study worker when its supervisor dies, the launcher when the worker that owns the
     trial dies (it then stops its ranks), and each rank when the launcher dies."""
     try:
         import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
     except Exception:
         pass
 
@@ -79,7 +80,7 @@ def launch(spec: Spec, run_dir: Path | None, on_eval: Callable[[EvalPoint], None
            "TOKENIZERS_PARALLELISM": "false"}
     with open(run_dir / LOG_FILE, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=term_with_parent if sys.platform == "linux" else None)
+                                preexec_fn=die_with_parent if sys.platform == "linux" else None)
     read = 0
     try:
         while True:

@@ -16,6 +16,7 @@ import yaml
 
 from workbench import figures
 from workbench.figures import esc
+from workbench.record import write_atomic
 from workbench.results import trials_table
 from workbench.search import Study
 
@@ -173,12 +174,10 @@ def fit_view(fit: dict | None) -> dict | None:
     grouped = (fit.get("groups") or {}).get("fits", {})
     entries = list(grouped.items()) if grouped else [("all runs", fit)]
     for group, f in entries:
-        if "forms" not in f:
-            view["unsupported"].append(f"{group}: {f.get('reason', 'no fit')}")
+        if "forms" not in f:                  # its reason is in fit["unsupported"] already
             continue
         for name, form in f["forms"].items():
             if "reason" in form:
-                view["unsupported"].append(f"{group}, {form.get('label', name)}: {form['reason']}")
                 continue
             if form.get("curve"):
                 c = form["curve"]
@@ -237,7 +236,7 @@ def _scaling(page: _Page, study: Study, done: pl.DataFrame, fit: dict | None, fi
     for axis in ("flops", "params", "tokens"):
         page.figure(figures.scaling_figure(done, axis, group, fit, loss))
     page.figure(figures.frontier_figure(done, loss))
-    iso = figures.isoflop_figure(done, fit, loss)
+    iso = figures.isoflop_figure(fit, loss)
     if iso is not None:
         page.figure(iso)
     if fit:
@@ -445,9 +444,7 @@ def write(study: Study, ostudy: optuna.Study, out: Path, fit: dict | None = None
     """Build the report and write it atomically to `out`; `options` go to build()."""
     text, _ = build(study, ostudy, fit, fit_error, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    write_atomic(out, text)
     return out
 
 

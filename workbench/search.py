@@ -158,13 +158,11 @@ def _apply(data: dict, overrides: dict[str, Any]) -> dict:
     return data
 
 
-def spec_for(study: Study, overrides: dict[str, Any], number: int, devices: int | None = None) -> Spec:
-    """The trial's spec: base + overrides (+ train.devices when given), validated and checked
-    against the constraints. Raises Infeasible with the reason."""
+def spec_for(study: Study, overrides: dict[str, Any], number: int) -> Spec:
+    """The trial's spec: base + overrides, validated and checked against the constraints.
+    Raises Infeasible with the reason."""
     data = _apply(study.base_data, overrides)
     data["name"] = f"{study.name}-{number}"
-    if devices is not None:
-        data["train"] = {**data.get("train", {}), "devices": devices}
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:  # the sample is an impossible shape
@@ -202,12 +200,10 @@ def ladder_points(study: Study) -> list[dict[str, Any]]:
     for group in ladder.groups:
         for size in ladder.sizes:
             shape = {**group, **size}
+            per_token = accounting.flops_per_token(spec_for(study, shape, 0))[ladder.flops_convention] \
+                if ladder.flops else None
             for budget in ladder.flops or ladder.tokens:
-                if ladder.flops:
-                    spec = spec_for(study, shape, 0)
-                    tokens = budget / accounting.flops_per_token(spec)[ladder.flops_convention]
-                else:
-                    tokens = budget
+                tokens = budget / per_token if per_token else budget
                 steps = max(1, round(tokens / batch))
                 points.append({**shape, "train.budget": {"tokens": steps * batch}})
     return points

@@ -419,8 +419,8 @@ class Spec(_Section):
             out.append((("tokenizer", "vocab_size"), f"{tok.kind} needs vocab_size >= 512 "
                         "(256 byte pieces, special tokens and learned pieces)"))
         out += _batch_problems(("train",), t, m.context)
-        if self.finetune is not None:
-            out += _batch_problems(("finetune",), self.finetune.recipe(t), m.context)
+        if self.finetune is not None and (self.finetune.batch_tokens or self.finetune.micro_batch_tokens):
+            out += _batch_problems(("finetune",), self.finetune.recipe(t), m.context)   # else train's, checked
         return out
 
     def digest(self) -> str:

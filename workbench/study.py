@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,6 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 from workbench.devices import WorkerPlan, gpu_count, plan_workers
+from workbench.parallel import die_with_parent
 from workbench.search import Infeasible, Study, ladder_points, make_pruner, make_sampler, sample, spec_for
 from workbench.studyspec import PRUNABLE
 
@@ -283,7 +285,7 @@ def run_trial(ostudy: optuna.Study, study: Study, trial: optuna.Trial, root: Pat
     overrides = attrs.get("overrides", {})
     try:
         chosen = overrides if attrs.get("origin") == "ladder" else sample(trial, study, overrides)
-        spec = spec_for(study, chosen, trial.number, devices)
+        spec = spec_for(study, {**chosen, **({"train.devices": devices} if devices else {})}, trial.number)
     except Infeasible as e:
         return _finish(ostudy, trial, "infeasible", str(e))
     trial.set_user_attr("fields", chosen)
@@ -362,23 +364,15 @@ def work(study: Study, url: str, index: int = 0, root: Path | None = None, devic
 # ------------------------------------------------------------------------------ supervisor
 
 
-def _die_with_parent() -> None:
-    # Linux: deliver SIGKILL to the worker when the supervisor dies, so a killed study leaves
-    # no orphans training on; their trials are then retried on resume.
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 def spawn_worker(study: Study, url: str, plan: WorkerPlan, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "workbench", "study", "worker", str(study.path), "--storage", url,
            "--index", str(plan.index), "--threads", str(plan.threads), "--gpus-per-trial", str(plan.devices)]
     env = {**os.environ, **plan.env, "TOKENIZERS_PARALLELISM": "false"}
     with open(log, "a") as f:
         return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                # SIGKILL: a killed study leaves no orphans training on; their
+                                # trials are then retried on resume.
+                                preexec_fn=partial(die_with_parent, signal.SIGKILL) if sys.platform == "linux" else None)
 
 
 def summary(ostudy: optuna.Study) -> dict[str, Any]:

@@ -27,12 +27,12 @@ from safetensors.torch import save_model
 from workbench import accounting
 from workbench.data import Corpus, DataError, eval_documents, load_corpus
 from workbench.model import build_model, lm_loss
-from workbench.parallel import LAUNCHED, Verdicts, launch, term_with_parent
+from workbench.parallel import LAUNCHED, Verdicts, die_with_parent, launch
 from workbench.record import (TOKENIZER_FILE, WEIGHTS_FILE, Completion, EvalPoint, EvalSuite, Metrics,
                               PhaseRecord, Pruned, RunRecord, TokenizerStats, read_run_spec, append_metrics, write_record, write_spec)
 from workbench.spec import ScheduleSpec, Spec, TrainSpec
-from workbench.tokenizer import (TextTokenizer, cached_stream, get_tokenizer, pair_stream, token_stream,
-                                 tokenizer_stats)
+from workbench.tokenizer import (TextTokenizer, cached_stream, get_tokenizer, pair_stream, stream_key,
+                                 token_stream, tokenizer_stats)
 
 SYNC_EVERY = 10          # steps between reads of the loss (each read waits for the device)
 EVALS_PER_RUN = 5
@@ -42,7 +42,6 @@ EVALS_PER_RUN = 5
 class Text:
     """One corpus as the model sees it: its training stream and its held-out windows."""
 
-    name: str                    # "pretrain" or "finetune"
     train: torch.Tensor          # (n,) int32 token stream of the training documents
     mask: torch.Tensor | None    # (n,) bool: stream positions that are targets (responses); None: all
     eval_x: torch.Tensor         # (W, T) evaluation windows, int64
@@ -69,29 +68,38 @@ def prepare(spec: Spec) -> Prepared:
     corpus = load_corpus(spec.data)
     tok = get_tokenizer(spec.tokenizer, corpus)
     T = spec.model.context
-    texts = {"pretrain": _text("pretrain", tok, corpus, spec.train.eval_bytes, T)}
+    texts = {"pretrain": _text(tok, corpus, spec.train.eval_bytes, T)}
     if spec.finetune is not None:
         ft = spec.finetune.recipe(spec.train)
-        texts["finetune"] = _text("finetune", tok, load_corpus(spec.finetune.data), ft.eval_bytes, T)
-    docs = eval_documents(corpus, spec.train.eval_bytes)
-    stats = tokenizer_stats(tok, docs)
+        texts["finetune"] = _text(tok, load_corpus(spec.finetune.data), ft.eval_bytes, T)
+    stats = tokenizer_stats(tok, [p + r for p, r in texts["pretrain"].eval_pairs])
     stats = TokenizerStats(kind=tok.kind, vocab_size=tok.vocab_size, bytes_per_token=stats["bytes_per_token"],
                            roundtrip_rate=stats["roundtrip_rate"], unk_rate=stats["unk_rate"])
     return Prepared(tok, stats, corpus.entropy_bits_per_byte, texts)
 
 
-def _text(name: str, tok: TextTokenizer, corpus: Corpus, eval_bytes: int, T: int) -> Text:
+def warm_caches(spec: Spec) -> None:
+    """Train (or load) the tokenizer and cache the plain-text training streams on disk: the
+    costly part of `prepare`, done once before a data-parallel job's ranks each prepare."""
+    corpus = load_corpus(spec.data)
+    tok = get_tokenizer(spec.tokenizer, corpus)
+    for c in [corpus] + ([load_corpus(spec.finetune.data)] if spec.finetune is not None else []):
+        if c.train_prompts is None:
+            cached_stream(tok, c.train, stream_key(c, "train"))
+
+
+def _text(tok: TextTokenizer, corpus: Corpus, eval_bytes: int, T: int) -> Text:
     docs = eval_documents(corpus, eval_bytes)
     pairs = corpus.pairs(docs, corpus.val_prompts)
     if corpus.train_prompts is None:
-        train = cached_stream(tok, corpus.train, f"{corpus.fingerprint[:16]}-train")
+        train = cached_stream(tok, corpus.train, stream_key(corpus, "train"))
         x, y = eval_windows(token_stream(tok, docs), T)
-        return Text(name, torch.from_numpy(train.astype(np.int32)), None, x, y,
+        return Text(torch.from_numpy(train.astype(np.int32)), None, x, y,
                     sum(len(d.encode()) for d in docs), pairs)
     train, mask = pair_stream(tok, corpus.pairs(corpus.train, corpus.train_prompts))
     stream, eval_mask = pair_stream(tok, pairs)
     x, y = eval_windows(stream, T, eval_mask)
-    return Text(name, torch.from_numpy(train.astype(np.int32)), torch.from_numpy(mask), x, y,
+    return Text(torch.from_numpy(train.astype(np.int32)), torch.from_numpy(mask), x, y,
                 sum(len(r.encode()) for _, r in pairs), pairs)
 
 
@@ -331,7 +339,7 @@ def train(spec: Spec, run_dir: Path | None = None, *, progress: bool = False,
     Accelerate data-parallel job in processes of its own (see parallel.py).
     """
     if spec.train.devices > 1 and not os.environ.get(LAUNCHED):
-        prepare(spec)        # tokenizer and streams cached here, not while the ranks wait in a barrier
+        warm_caches(spec)    # tokenizer and streams cached here, not while the ranks wait in a barrier
         return launch(spec, run_dir, on_eval=on_eval, progress=progress)
     return _Run(spec, run_dir, progress, on_eval).run()
 
@@ -374,11 +382,11 @@ class _Run:
     def run(self) -> RunRecord:
         spec = self.spec
         try:
-            self.phase("pretrain", spec, spec.train)
+            self.phase("pretrain", spec)
             if spec.finetune is not None and self.status == "completed":
                 ft = spec.finetune.recipe(spec.train)
                 self.restart_optimizer(ft)
-                self.phase("finetune", spec.model_copy(update={"train": ft}), ft)
+                self.phase("finetune", spec.model_copy(update={"train": ft}))
         except Pruned as e:
             self.status, self.reason = "pruned", str(e) or f"pruned at step {self.step}"
         if self.run_dir is not None and self.status != "diverged":
@@ -386,7 +394,7 @@ class _Run:
         suite, suite_error = None, None
         if self.status == "completed":
             # The training is done and saved: a failing suite (out of memory, say) costs the suite only.
-            getattr(self.engine.optimizer, "optimizer", self.engine.optimizer).state.clear()
+            self.engine.optimizer.state.clear()
             try:
                 suite = self.suite()
             except Exception as e:
@@ -399,7 +407,7 @@ class _Run:
     def restart_optimizer(self, t: TrainSpec) -> None:
         """Fine-tuning starts from the weights with fresh AdamW moments and its own decay."""
         opt = self.engine.optimizer
-        getattr(opt, "optimizer", opt).state.clear()
+        opt.state.clear()
         opt.param_groups[0]["weight_decay"] = t.weight_decay        # matrices (see make_optimizer)
 
     def agreed(self, value: float) -> float:
@@ -409,20 +417,22 @@ class _Run:
         from accelerate.utils import broadcast
         return broadcast(torch.tensor([value], device=self.device, dtype=torch.float64)).item()
 
-    def metrics(self, text_name: str) -> Metrics:
+    def metrics(self, text_name: str, model: torch.nn.Module | None = None) -> Metrics:
+        """The run's model (or `model`) scored on one of its corpora's held-out text."""
         start = time.perf_counter()
-        acc, t = self.engine.accelerator, self.spec.train
+        acc = self.engine.accelerator
         # Ranks may score unequal numbers of windows: evaluate outside the DDP wrapper.
-        model = self.engine.model if self.world == 1 else acc.unwrap_model(self.engine.net)
+        if model is None:
+            model = self.engine.model if self.world == 1 else acc.unwrap_model(self.engine.net)
         m = evaluate(model, self.prep.texts[text_name], self.device, acc.autocast,
-                     max(1, t.micro_tokens // self.spec.model.context // self.world), acc)
+                     max(1, self.spec.train.micro_tokens // self.spec.model.context // self.world), acc)
         self.eval_s += time.perf_counter() - start
         return m
 
-    def phase(self, name: str, spec: Spec, t: TrainSpec) -> None:
-        """Train one phase to its budget, evaluating its own corpus along the way, then score
-        the model on every corpus of the run."""
-        engine, acc = self.engine, self.engine.accelerator
+    def phase(self, name: str, spec: Spec) -> None:
+        """Train one phase of `spec` (its train section is the phase's recipe) to its budget,
+        evaluating its own corpus along the way, then score the model on every corpus of the run."""
+        engine, acc, t = self.engine, self.engine.accelerator, spec.train
         model, optimizer, cuda = engine.model, engine.optimizer, engine.cuda
         text = self.prep.texts[name]
         T = spec.model.context
@@ -436,12 +446,13 @@ class _Run:
         step, train_s, last_loss, pending, lr = 0, 0.0, self.last_loss, [], t.lr
         first_step, finished = not self.phases, False
 
-        scored: dict[int, Metrics] = {}                # step -> this phase's corpus scored there
+        # step -> this phase's corpus scored there; fine-tuning starts where pretraining's scores are
+        scored: dict[int, Metrics] = {0: self.phases[-1].metrics[name]} if self.phases and self.phases[-1].metrics else {}
 
         def eval_point(judged: bool) -> EvalPoint:
             """Score the phase's corpus now; `judged` points go to on_eval (here, or in the caller
             of a data-parallel job, which reads the flag from metrics.jsonl)."""
-            m = scored[step] = self.metrics(name)
+            m = scored[step] = scored[step] if step in scored else self.metrics(name)
             point = EvalPoint(step=step, tokens=step * t.batch_tokens, elapsed_s=train_s, lr=lr,
                               train_loss=last_loss, val_loss=m.loss, val_bpb=m.bpb, phase=name)
             curve.append(point)
@@ -524,10 +535,8 @@ class _Run:
         target = self.phases[-1].name
         text = self.prep.texts[target]
         net = acc.unwrap_model(self.engine.net)
-        quantized = ev.quantize_int8(net)
+        q = self.metrics(target, ev.quantize_int8(net))
         start = time.perf_counter()
-        q = evaluate(quantized, text, self.device, acc.autocast,
-                     max(1, t.micro_tokens // self.spec.model.context // self.world), acc)
         completion, samples = None, []
         if self.main:
             tok = self.prep.tokenizer
@@ -596,7 +605,7 @@ def main() -> None:
     """A rank of a data-parallel job (see parallel.launch): `python -m workbench.train RUN_DIR
     [--judged]` trains the run folder's spec; a failing rank leaves its error for the caller."""
     run_dir = Path(sys.argv[1])
-    term_with_parent()
+    die_with_parent()
     try:
         train(read_run_spec(run_dir), run_dir, on_eval=Verdicts(run_dir) if "--judged" in sys.argv else None)
     except BaseException as e:
