@@ -1,5 +1,5 @@
 """How fast are the scaling fits? One L(N, D) fit on 250 runs, 1000 bootstrap refits (one process
-and all cores), and `fit_source` end to end on a 250-run table with 1000 resamples.
+and all cores), and `load_runs` + `fit_runs` end to end on a 250-run table with 1000 resamples.
 
     .venv/bin/python benchmarks/fit_speed.py [--repeats 5]
 
@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from workbench import powerlaw as pw
-from workbench.fit import fit_source
+from workbench.scaling import powerlaw as pw
+from workbench.scaling.fit import fit_runs
+from workbench.scaling.runs import load_runs
 
 
 def runs(n_side: int = 25, d_side: int = 10, noise: float = 0.015, seed: int = 0):
@@ -52,14 +53,14 @@ def main() -> None:
     one_s, draws = timed(lambda: pw.bootstrap(fitted, X, y, args.resamples, seed=1), 1)
     workers = len(os.sched_getaffinity(0))
 
-    def pooled():       # pool start-up included, as fit_source pays it
+    def pooled():       # pool start-up included, as fit_runs pays it
         with ProcessPoolExecutor(workers) as ex:
             return pw.bootstrap(fitted, X, y, args.resamples, seed=1, executor=ex, chunks=workers)
     pool_s, _ = timed(pooled, 1)
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "runs.parquet"
         pl.DataFrame({"params": N, "tokens": D, "loss": L}).write_parquet(table)
-        e2e_s, result = timed(lambda: fit_source(table, bootstrap=args.resamples), 1)
+        e2e_s, result = timed(lambda: fit_runs(*load_runs(table), bootstrap=args.resamples), 1)
     out = {"runs": len(y), "cores": workers, "fit_s": fit_s, f"bootstrap_{args.resamples}_one_process_s": one_s,
            f"bootstrap_{args.resamples}_{workers}_processes_s": pool_s,
            f"fit_source_{args.resamples}_resamples_s": e2e_s,

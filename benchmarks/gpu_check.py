@@ -9,7 +9,7 @@ Sections and rows (targets in the table's target column):
   env         GPU name and count, torch and CUDA versions, the measured bf16 matmul peak (4096^3
               matmuls, `accounting.matmul_peak`): the denominator of every MFU below.
   gpt2        specs/gpt2-small.yaml (124M, context 1024, bf16, torch.compile) through
-              `workbench.bench.bench`, beside benchmarks/nanogpt_style.py's `run` of the same shape,
+              `workbench.train.bench.bench`, beside benchmarks/nanogpt_style.py's `run` of the same shape,
               compiled here (run() never compiles), in the same process; both at one 16 x 1024
               micro-batch per step, no accumulation. Rows: tokens/s, MFU (6N+attn FLOPs per token
               over the peak) [ours >= 55%; compiled nanoGPT measured 53.5%, 500k tokens/s],
@@ -247,7 +247,7 @@ def baseline_run(spec, steps: int, backend: str | None) -> dict:
 
 def gpt2_section(sizes: Sizes) -> tuple[list[Row], dict]:
     from workbench.accounting import flops_per_token
-    from workbench.bench import bench
+    from workbench.train.bench import bench
     from workbench.specfile import load_spec
     context = sizes.shrink.get("model.context", 1024)
     spec = load_spec(SPECS / "gpt2-small.yaml", {**sizes.shrink, "train.batch_tokens": sizes.gpt2_rows * context,
@@ -284,7 +284,8 @@ def worker(spec_path: str, barrier: str, k: int, index: int, steps: int) -> None
     import torch
 
     from workbench.specfile import load_spec
-    from workbench.train import Batches, make_engine, peak_memory, train_step
+    from workbench.data.batches import Batches
+    from workbench.train.step import make_engine, peak_memory, train_step
     spec = load_spec(spec_path)
     t, T = spec.train, spec.model.context
     engine = make_engine(spec)
@@ -411,7 +412,7 @@ def sdpa_kernels(spec) -> list[str]:
 
 
 def positional_section(sizes: Sizes) -> tuple[list[Row], dict]:
-    from workbench.bench import bench
+    from workbench.train.bench import bench
     rows, raw = [], {}
     for kind in ("learned", "rope", "alibi"):
         spec = spec16(sizes, **{"model.positional": {"kind": kind}, "train.compile": False})
@@ -482,8 +483,9 @@ def run_study(base, label: str, trials: int, per_gpu: int, sizes: Sizes) -> tupl
     import optuna
     import yaml
 
-    from workbench.search import load_study
-    from workbench.study import load_existing, summary as study_summary, supervise
+    from workbench.study.file import load_study
+    from workbench.study.storage import load_existing
+    from workbench.study.supervisor import summary as study_summary, supervise
     deadline = stop_at(sizes)
 
     def check_deadline(_summary: dict) -> None:
@@ -528,7 +530,7 @@ def run_study(base, label: str, trials: int, per_gpu: int, sizes: Sizes) -> tupl
 
 
 def study_section(sizes: Sizes) -> tuple[list[Row], dict]:
-    from workbench.train import prepare
+    from workbench.data.prepared import prepare
     base = spec16(sizes, **{"train.compile": False, "train.budget": {"tokens": int(sizes.study_tokens)},
                             "train.completions": 0, "train.samples": 0})
     log("study: preparing the tokenizer and token caches once, so workers only load them")
@@ -550,7 +552,9 @@ def study_section(sizes: Sizes) -> tuple[list[Row], dict]:
 def dp_section(sizes: Sizes) -> tuple[list[Row], dict]:
     import torch
 
-    from workbench.train import prepare, train
+    from workbench.data.prepared import prepare
+
+    from workbench.train.loop import train
     if not sizes.smoke and torch.cuda.device_count() < 2:
         return [Row("dp", "2-GPU data parallel", "skipped: 1 GPU", verdict="skipped")], {"skipped": "1 GPU"}
     base = spec16(sizes, **{"train.compile": False, "train.budget": {"tokens": int(sizes.dp_tokens)},

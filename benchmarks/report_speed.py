@@ -17,10 +17,13 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from workbench.record import EvalPoint, RunRecord, TokenizerStats
-from workbench.report import build
-from workbench.search import load_study
-from workbench.study import create_or_resume
+from workbench.data.streams import TokenizerStats
+
+from workbench.record import EvalPoint, RunRecord
+from workbench.report.page import build
+from workbench.study.file import load_study
+from workbench.study.storage import create_or_resume
+from workbench.study.table import trials_table
 
 STUDY = {"name": "synthetic-1000", "base": "../specs/quickstart.yaml", "trials": 0,
          "search": {"model.depth": {"int": [1, 8]}, "model.width": {"choice": [64, 128, 256, 512]},
@@ -77,7 +80,7 @@ def main() -> None:
             ostudy = create_or_resume(study, str(Path(tmp) / "s.journal"))
             ostudy.add_trials(synthetic_trials(study, a.trials))
             start = time.perf_counter()
-            html, figures = build(study, ostudy, samples=False)
+            html, figures = build(study, ostudy, trials_table(ostudy), samples=False)
             elapsed = time.perf_counter() - start
         finally:
             path.unlink()

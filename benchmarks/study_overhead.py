@@ -15,8 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from workbench.search import load_study
-from workbench.study import create_or_resume, load_existing, work
+from workbench.study.file import load_study
+from workbench.study.storage import create_or_resume, load_existing
+from workbench.study.worker import work
 
 BASE = {"name": "base", "model": {"depth": 1, "width": 32, "heads": 2, "context": 32},
         "data": {"source": "python-stdlib"},

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from nanogpt_style import run as run_baseline  # noqa: E402
 
-from workbench.bench import bench  # noqa: E402
+from workbench.train.bench import bench  # noqa: E402
 from workbench.model import padded_vocab  # noqa: E402
 from workbench.specfile import load_spec  # noqa: E402
 

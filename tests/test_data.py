@@ -11,8 +11,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from workbench.data import Corpus, DataError, _stdlib, eval_documents, load_corpus, take_bytes
-from workbench.spec import FilesData, JsonlData, ParquetData, StdlibData, SyntheticData
+from workbench.data.corpus import Corpus, eval_documents, load_corpus, take_bytes
+
+
+from workbench.plumbing.errors import DataError
+from workbench.data.sources import FilesData, JsonlData, ParquetData, StdlibData
+from workbench.data.synthetic import SyntheticData
 
 
 def write_docs(folder: Path, n: int, start: int = 0) -> None:
@@ -211,7 +215,7 @@ def test_eval_documents_has_an_exact_byte_budget():
 
 
 def test_stdlib_corpus_is_the_standard_library_without_tests():
-    names = [name for name, _ in _stdlib(StdlibData()).docs]
+    names = [name for name, _ in StdlibData().read().docs]
     assert len(names) > 500 and names == sorted(names)
     assert "os.py" in names and "json/decoder.py" in names
     for name in names:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from workbench.devices import plan_workers
+from workbench.study.devices import plan_workers
 
 
 def test_auto_is_one_worker_per_gpu(monkeypatch):

@@ -8,13 +8,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from workbench.evaluate import (bleu, completion_tasks, exact_match, greedy_complete, int8_error,
-                                quantize_int8, words)
-from workbench.data import load_corpus
-from workbench.sample import generate, load_run
-from workbench.spec import Spec, SyntheticData, TokenizerSpec
-from workbench.tokenizer import TextTokenizer, get_tokenizer
-from workbench.train import evaluate, prepare, train
+from workbench.evaluate.suite import bleu, completion_tasks, exact_match, greedy_complete, int8_error, quantize_int8, words
+from workbench.data.corpus import load_corpus
+from workbench.evaluate.generate import generate, load_run
+from workbench.data.synthetic import SyntheticData
+from workbench.spec import Spec, TokenizerSpec
+from workbench.data.tokenizer import TextTokenizer, get_tokenizer
+from workbench.data.prepared import prepare
+from workbench.evaluate.heldout import heldout_metrics as evaluate
+from workbench.train.loop import train
 
 
 def small_spec() -> Spec:

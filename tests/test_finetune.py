@@ -12,15 +12,21 @@ from safetensors.torch import load_model
 
 from conftest import ROOT
 from test_train import tiny_spec
-from workbench.data import load_corpus
-from workbench.fit import load_runs
+from workbench.data.corpus import load_corpus
+from workbench.scaling.runs import load_runs
 from workbench.model import build_model, lm_loss
-from workbench.search import load_study
+from workbench.study.file import load_study
 from workbench.spec import Spec
-from workbench.specfile import SpecError, load_spec
-from workbench.study import load_existing, supervise
-from workbench.tokenizer import pair_stream
-from workbench.train import Batches, evaluate, masked_loss, prepare, train
+from workbench.plumbing.errors import SpecError
+from workbench.specfile import load_spec
+from workbench.study.storage import load_existing
+from workbench.study.supervisor import supervise
+from workbench.data.streams import pair_stream
+from workbench.data.batches import Batches
+from workbench.data.prepared import prepare
+from workbench.evaluate.heldout import heldout_metrics as evaluate
+from workbench.train.loop import train
+from workbench.train.step import masked_loss
 
 FINETUNE = {"data": {"source": "python-docstrings", "max_bytes": 200_000}, "budget": {"steps": 6},
             "batch_tokens": 256, "eval_bytes": 4096, "lr": 1e-3}

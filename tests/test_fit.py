@@ -11,9 +11,21 @@ import polars as pl
 import pytest
 from rich.console import Console
 
-from workbench import powerlaw as pw
-from workbench.fit import FitError, fit_path, fit_source, load_runs, save
-from workbench.fit_display import render
+from workbench.scaling import isoflop as iso
+from workbench.scaling import powerlaw as pw
+from workbench.scaling.lbfgs import batched_lbfgs
+from workbench.plumbing.errors import FitError
+from workbench.scaling.fit import fit_runs, save
+from workbench.scaling.runs import load_runs
+
+LOAD = ("loss", "n_convention", "c_convention", "group_by", "storage")
+
+
+def fit_source(source, **options):
+    """Load the runs of a study or table and fit them, as `workbench fit` does."""
+    runs, prov = load_runs(source, **{k: options.pop(k) for k in LOAD if k in options})
+    return fit_runs(runs, prov, **options)
+from workbench.scaling.display import render
 
 # Chinchilla's fitted law (Hoffmann et al. 2022, approach 3) as the planted truth.
 TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -101,7 +113,7 @@ def test_vectorised_bootstrap_refits_match_scipy_lbfgsb():
     fitted = pw.fit(pw.Form(), X, y)
     problem = pw.Problem(fitted.form, X, y, 1e-3)
     idx = np.random.default_rng(0).integers(0, len(y), (8, len(y)))
-    batched, done = pw.batched_lbfgs(problem, np.repeat(fitted.theta[None], 8, 0), problem.Xc[idx], problem.y[idx])
+    batched, done = batched_lbfgs(problem, np.repeat(fitted.theta[None], 8, 0), problem.Xc[idx], problem.y[idx])
     assert done.all()
     for row, rows in zip(batched, idx):
         data = problem.Xc[rows], problem.y[rows]
@@ -114,7 +126,7 @@ def test_vectorised_bootstrap_refits_match_scipy_lbfgsb():
 def test_isoflop_recovers_the_compute_optimal_exponents():
     C, N, D, L = isoflop_runs(0)
     a_true = TRUTH["beta"] / (TRUTH["alpha"] + TRUTH["beta"])
-    out = pw.isoflop(pw.budgets(np.log(C)), np.log(C), np.log(N), np.log(D), L, resamples=300)
+    out = iso.isoflop(iso.budgets(np.log(C)), np.log(C), np.log(N), np.log(D), L, resamples=300)
     assert len(out["budgets"]) == 5 and all("N_opt" in b for b in out["budgets"])
     assert out["a"] == pytest.approx(a_true, abs=0.03)
     assert out["b"] == pytest.approx(1 - a_true, abs=0.03)
@@ -127,7 +139,7 @@ def test_isoflop_refuses_budgets_without_an_interior_minimum():
     keep = np.ones(len(C), bool)
     keep[9:14] = False                       # second budget: only sizes above its optimum remain
     C, N, D, L = C[keep], N[keep], D[keep], L[keep]
-    out = pw.isoflop(pw.budgets(np.log(C)), np.log(C), np.log(N), np.log(D), L, resamples=10)
+    out = iso.isoflop(iso.budgets(np.log(C)), np.log(C), np.log(N), np.log(D), L, resamples=10)
     assert "N_opt" in out["budgets"][0]
     assert "not interior" in out["budgets"][1]["reason"] and "N_opt" not in out["budgets"][1]
     assert "need at least 2" in out["reason"] and "a" not in out
@@ -147,7 +159,7 @@ def test_external_table_fits_and_writes_beside_it(tmp_path):
     a_true = TRUTH["beta"] / (TRUTH["alpha"] + TRUTH["beta"])
     assert result["allocation"]["a"]["estimate"] == pytest.approx(a_true, abs=0.05)
     assert result["isoflop"]["a"]["estimate"] == pytest.approx(a_true, abs=0.03)
-    out = save(result, fit_path(path))
+    out = save(result, path.with_name(path.name + ".fit.json"))
     assert out == tmp_path / "published.csv.fit.json"
     back = json.loads(out.read_text())
     for p in ("E", "A", "B", "alpha", "beta"):
@@ -221,9 +233,10 @@ def test_real_study_and_its_parquet_export_fit_alike(tmp_path, monkeypatch):
     sys.path.insert(0, str(Path(__file__).parent))
     from test_study import write_study
 
-    from workbench.results import trials_table, write_table as export
-    from workbench.search import load_study
-    from workbench.study import create_or_resume, default_storage, load_existing, work
+    from workbench.study.table import trials_table, write_table as export
+    from workbench.study.file import load_study
+    from workbench.study.storage import create_or_resume, default_storage, load_existing
+    from workbench.study.worker import work
     monkeypatch.chdir(tmp_path)
     path = write_study(tmp_path, trials=0, enqueue=[{"model.init_std": 1e30}],
                        ladder={"tokens": [256, 1024], "sizes": [{"model.width": 16}, {"model.width": 64}]})
@@ -234,7 +247,6 @@ def test_real_study_and_its_parquet_export_fit_alike(tmp_path, monkeypatch):
     assert from_study["kind"] == "study" and from_study["study"] == study.name
     assert from_study["counts"] == {"rows": 5, "used": 4, "excluded": {"diverged": 1}}
     assert "params" in from_study["forms"]["x"] and "reason" in from_study["forms"]["nd"]
-    assert fit_path(path) == Path("runs") / study.name / "fit.json"
     export(trials_table(load_existing(study, default_storage(study))), tmp_path / "export.parquet")
     from_table = fit_source(tmp_path / "export.parquet", bootstrap=50)
     for name, entry in from_study["forms"].items():

@@ -8,7 +8,7 @@ import torch
 from conftest import SPECS
 from workbench.accounting import count_params, flops_per_token, memory_estimate
 from workbench.model import build_model, lm_loss, padded_vocab
-from workbench.positional import SCHEMES, alibi_slopes
+from workbench.model.positional import SCHEMES, alibi_slopes
 from workbench.spec import Spec
 from workbench.specfile import load_spec
 

@@ -13,12 +13,15 @@ from optuna.trial import TrialState
 from test_study import BASE, write_study
 from test_finetune import two_phase
 from test_train import tiny_spec
-from workbench.data import DataError
-from workbench.parallel import LaunchError, launch
+from workbench.plumbing.errors import DataError
+from workbench.plumbing.errors import LaunchError
+from workbench.train.parallel import launch
 from workbench.record import read_record
-from workbench.search import load_study
-from workbench.study import create_or_resume, load_existing, supervise
-from workbench.train import Pruned, train
+from workbench.study.file import load_study
+from workbench.study.storage import create_or_resume, load_existing
+from workbench.study.supervisor import supervise
+from workbench.record import Pruned
+from workbench.train.loop import train
 
 
 def _dp(spec, devices=2, **train_fields):

@@ -12,9 +12,11 @@ import optuna
 import pytest
 
 from test_study import BASE, write_study
-from workbench import report
-from workbench.search import load_study
-from workbench.study import load_existing, supervise
+from workbench.report import page as report
+from workbench.study.file import load_study
+from workbench.study.storage import load_existing
+from workbench.study.supervisor import supervise
+from workbench.study.table import trials_table
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EVIL = "<script>alert(1)</script>"
@@ -93,7 +95,7 @@ def test_report_shows_finetuning_and_evaluation_suite(tmp_path, monkeypatch, bro
     ostudy = load_existing(study, journal)
     records = {t.number: t.user_attrs["record"] for t in ostudy.get_trials()}
     assert len(records) == 2 and all(r["status"] == "completed" and r["suite"] for r in records.values())
-    out = report.write(study, ostudy, tmp_path / "report.html", samples=False)
+    out = report.write(study, ostudy, trials_table(ostudy), tmp_path / "report.html", samples=False)
 
     page = browser.new_page()
     errors = []
@@ -173,7 +175,7 @@ def test_report_shows_finetuning_and_evaluation_suite(tmp_path, monkeypatch, bro
         partial.add_trial(optuna.trial.create_trial(state=t.state, values=t.values, params=t.params,
                                                     distributions=t.distributions,
                                                     user_attrs={**t.user_attrs, "record": record}))
-    html, _ = report.build(study, partial, samples=False)
+    html, _ = report.build(study, partial, trials_table(partial), samples=False)
     assert "Not enough completed trials to show scaling yet" in html   # one trial left with the loss
     table = html.split("Architecture comparison", 1)[1].split("</table>", 1)[0]
     assert "(trial 0)" not in table and f"{finetuned[1]:.4f} (trial 1)" in table
@@ -188,6 +190,6 @@ def test_report_shows_finetuning_and_evaluation_suite(tmp_path, monkeypatch, bro
         old.add_trial(optuna.trial.create_trial(state=t.state, values=t.values, params=t.params,
                                                 distributions=t.distributions,
                                                 user_attrs={**t.user_attrs, "record": record}))
-    html, _ = report.build(study, old, samples=False)
+    html, _ = report.build(study, old, trials_table(old), samples=False)
     assert "No completed trial has an evaluation suite" in html and "id='finetune'" not in html
     assert "Not enough completed trials to show scaling yet" in html   # no fine-tuned bpb at all

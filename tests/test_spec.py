@@ -10,7 +10,8 @@ import pytest
 
 from conftest import ROOT, SPECS
 from workbench.spec import Spec
-from workbench.specfile import SpecError, load_spec
+from workbench.plumbing.errors import SpecError
+from workbench.specfile import load_spec
 
 BROKEN = sorted(p for p in (Path(__file__).parent / "broken").glob("*.yaml") if not p.name.startswith("_"))
 
@@ -106,7 +107,7 @@ def test_readme_examples_validate(tmp_path):
     """The spec and study shown in the README are real, valid files."""
     import shutil
 
-    from workbench.search import load_study
+    from workbench.study.file import load_study
     blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert len(blocks) == 3
     shutil.copytree(ROOT / "specs", tmp_path / "specs")

@@ -15,10 +15,15 @@ import yaml
 from optuna.trial import TrialState
 
 from conftest import ROOT
-from workbench.results import trials_table, write_table
-from workbench.search import Infeasible, ladder_points, load_study, sample, spec_for
-from workbench.specfile import SpecError
-from workbench.study import StorageError, create_or_resume, load_existing, open_storage, supervise
+from workbench.study.table import trials_table, write_table
+from workbench.study.file import load_study
+from workbench.study.ladder import ladder_points
+from workbench.study.samplers import PRUNERS, SAMPLERS
+from workbench.study.space import Infeasible, grid, suggest as sample, spec_for
+from workbench.plumbing.errors import SpecError
+from workbench.plumbing.errors import StorageError
+from workbench.study.storage import create_or_resume, load_existing, open_storage
+from workbench.study.supervisor import supervise
 
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
 BASE = {"name": "base", "model": {"depth": 1, "width": 32, "heads": 2, "context": 32},
@@ -201,14 +206,13 @@ def test_cli_study_status_and_export(tmp_path):
     assert export.returncode == 0 and pl.read_parquet(tmp_path / "r.parquet").height == 2
 
 
-@pytest.mark.parametrize("kind", ["tpe", "random", "grid", "cmaes", "gp", "nsga2"])
+@pytest.mark.parametrize("kind", list(SAMPLERS))
 def test_every_named_sampler_proposes_valid_specs(tmp_path, kind):
-    from workbench.search import make_pruner, make_sampler
     search = {"model.depth": {"int": [1, 3]}, "model.width": {"choice": [32, 64]}}
     if kind != "grid":
         search["train.lr"] = {"float": [1e-4, 1e-2], "log": True}
     study = load_study(write_study(tmp_path, search=search, sampler={"kind": kind, "seed": 3}))
-    ostudy = optuna.create_study(sampler=make_sampler(study), pruner=make_pruner(study))
+    ostudy = optuna.create_study(sampler=SAMPLERS[kind].make(3, grid(study)), pruner=PRUNERS["median"].make())
     for i in range(4):
         trial = ostudy.ask()
         spec = spec_for(study, sample(trial, study), trial.number)
@@ -216,11 +220,10 @@ def test_every_named_sampler_proposes_valid_specs(tmp_path, kind):
     assert len({tuple(sorted(t.params.items())) for t in ostudy.trials}) >= 2
 
 
-@pytest.mark.parametrize("kind", ["none", "median", "successive_halving", "hyperband"])
+@pytest.mark.parametrize("kind", list(PRUNERS))
 def test_every_named_pruner_builds(tmp_path, kind):
-    from workbench.search import make_pruner
     study = load_study(write_study(tmp_path, pruner={"kind": kind}))
-    assert isinstance(make_pruner(study), optuna.pruners.BasePruner)
+    assert isinstance(PRUNERS[study.spec.pruner.kind].make(), optuna.pruners.BasePruner)
 
 
 def test_two_objectives_give_a_pareto_front(tmp_path, monkeypatch):

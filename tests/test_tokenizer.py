@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.data import Corpus, eval_documents, load_corpus
-from workbench.spec import StdlibData, TokenizerSpec
-from workbench.tokenizer import (EOS, TextTokenizer, cache_dir, cached_stream, get_tokenizer,
-                                 stream_key, token_stream, tokenizer_stats)
+from workbench.data.corpus import Corpus, eval_documents, load_corpus
+from workbench.data.sources import StdlibData
+from workbench.spec import TokenizerSpec
+from workbench.data.streams import cached_stream, stream_key, token_stream, tokenizer_stats
+from workbench.data.tokenizer import EOS, TextTokenizer, cache_dir, get_tokenizer
 
 KINDS = ["byte", "char", "bpe", "wordpiece", "unigram"]
 

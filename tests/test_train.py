@@ -12,10 +12,13 @@ import torch
 
 from conftest import ROOT
 from workbench.record import read_record, read_run_spec
-from workbench.results import record_row, write_table
+from workbench.study.table import record_row, write_table
 from workbench.spec import ScheduleSpec, Spec
 from workbench.specfile import load_spec
-from workbench.train import Pruned, eval_windows, lr_factor, train
+from workbench.data.prepared import eval_windows
+from workbench.record import Pruned
+from workbench.train.loop import train
+from workbench.train.step import lr_factor
 
 
 def tiny_spec(**over) -> Spec:
@@ -37,7 +40,7 @@ def test_quickstart_model_learns_the_default_corpus(tmp_path):
     spec = load_spec(ROOT / "specs" / "quickstart.yaml")
     assert (spec.model.depth, spec.model.width) == (2, 128)
     record = train(spec, tmp_path / "run")
-    from workbench.data import eval_documents, load_corpus
+    from workbench.data.corpus import eval_documents, load_corpus
     text = "".join(eval_documents(load_corpus(spec.data), spec.train.eval_bytes)).encode()
     counts = Counter(text)
     unigram = -sum(c / len(text) * math.log2(c / len(text)) for c in counts.values())
@@ -158,11 +161,11 @@ def test_synthetic_run_records_the_true_entropy_and_respects_it():
 
 
 def test_a_failing_evaluation_suite_keeps_the_trained_run(tmp_path, monkeypatch):
-    import workbench.evaluate
+    import workbench.evaluate.suite
 
     def out_of_memory(model):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    monkeypatch.setattr(workbench.evaluate, "quantize_int8", out_of_memory)
+    monkeypatch.setattr(workbench.evaluate.suite, "quantize_int8", out_of_memory)
     record = train(tiny_spec(), tmp_path / "run")
     assert record.status == "completed" and record.val_bpb is not None and record.suite is None
     assert record.suite_error == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"

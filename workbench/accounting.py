@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from workbench.model import padded_vocab
+from workbench.model.gpt import padded_vocab
+from workbench.model.layers import NORMS, Block
+from workbench.model.positional import SCHEMES
 from workbench.spec import Spec
 
 
@@ -32,24 +34,16 @@ class Params:
 
 
 def count_params(spec: Spec) -> Params:
+    """N under every convention, from the spec alone; each layer variant counts its own."""
     m = spec.model
-    d, h, H, K, D = m.width, m.mlp_hidden, m.heads, m.n_kv_heads, m.head_dim
-    V = padded_vocab(m, spec.tokenizer.size)
-    b = int(m.bias)
-    attn_w = d * (H + 2 * K) * D + H * D * d
-    attn_b = b * ((H + 2 * K) * D + d)
-    mlp_in = 2 * h if m.mlp.kind == "swiglu" else h
-    mlp_w = d * mlp_in + h * d
-    mlp_b = b * (mlp_in + d)
-    norm = d * (2 if m.norm == "layernorm" and m.bias else 1)
-    final_norm = norm if m.norm_placement == "pre" else 0
-    block = attn_w + attn_b + mlp_w + mlp_b + 2 * norm
-    pos_table = (m.positional.max_positions or m.context) * d if m.positional.kind == "learned" else 0
+    d, V = m.width, padded_vocab(m, spec.tokenizer.size)
+    matrices, other = Block.params(m)
+    final_norm = NORMS[m.norm].params(m) if m.norm_placement == "pre" else 0
     head = 0 if m.tie_embeddings else V * d
-    embedding = V * d + pos_table + head
-    total = embedding + m.depth * block + final_norm
+    embedding = V * d + SCHEMES[m.positional.kind].table_params(m) + head
+    total = embedding + m.depth * (matrices + other) + final_norm
     return Params(total=total, embedding=embedding, nonembedding=total - embedding,
-                  matmul=m.depth * (attn_w + mlp_w) + V * d)
+                  matmul=m.depth * matrices + V * d)
 
 
 def flops_per_token(spec: Spec) -> dict[str, float]:

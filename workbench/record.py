@@ -4,13 +4,14 @@ and the run folder that holds it next to the spec, metrics, tokenizer and weight
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from workbench.data.streams import TokenizerStats
+from workbench.plumbing.files import write_atomic
 from workbench.spec import Spec
 
 Status = Literal["completed", "diverged", "pruned", "failed"]
@@ -22,16 +23,6 @@ class Pruned(Exception):
 
 class _Plain(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class TokenizerStats(_Plain):
-    kind: str
-    vocab_size: int
-    """Trained vocabulary size (the model's table is padded to a multiple of vocab_multiple)."""
-    bytes_per_token: float
-    roundtrip_rate: float
-    """Fraction of evaluation documents that decode back to exactly the original text."""
-    unk_rate: float
 
 
 class EvalPoint(_Plain):
@@ -159,12 +150,6 @@ class RunRecord(_Plain):
 
 SPEC_FILE, RECORD_FILE, METRICS_FILE = "spec.yaml", "record.json", "metrics.jsonl"
 WEIGHTS_FILE, TOKENIZER_FILE = "model.safetensors", "tokenizer.json"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_spec(run_dir: Path, spec: Spec) -> None:

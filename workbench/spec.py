@@ -1,8 +1,9 @@
 """The spec: one architecture + tokenizer + data + training recipe, as plain validated data.
 
 Every field carries a docstring; they feed `workbench schema` and the errors users see. Variant
-choices (positional scheme, norm, MLP, tokenizer, data source) are names here, resolved to code
-next to their implementations. Shape rules that span several fields live in `Spec.problems()`.
+choices (positional scheme, norm, MLP, tokenizer, data source) are names checked against the
+tables beside their implementations, which also hold each variant's own shape rules. Rules that
+span several fields are gathered by `Spec.problems()`.
 """
 
 from __future__ import annotations
@@ -11,41 +12,46 @@ import hashlib
 import json
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from workbench.data import tokenizer
+from workbench.data.sources import SOURCES
+from workbench.model.layers import MLPS, NORMS
+from workbench.model.positional import SCHEMES
+from workbench.plumbing.schema import Choice, Section
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+def _described(table: dict, what: str) -> str:
+    """A choice field's description: each name in the table with the first line of its doc."""
+    def first(entry) -> str:
+        doc = getattr(entry, "doc", None) if not isinstance(entry, type) else entry.__doc__
+        return " ".join((doc or "").split("\n\n")[0].split()).rstrip(".")
+    return f"{what}: " + "; ".join(f"{name}: {first(entry)}" for name, entry in table.items()) + "."
 
 
 # ----------------------------------------------------------------------------------- model
 
 
-class PositionalSpec(_Section):
+class PositionalSpec(Section):
     """How token positions reach attention."""
 
-    kind: Literal["learned", "sinusoidal", "rope", "alibi", "none"] = "rope"
-    """Positional scheme: learned (trained table added to inputs), sinusoidal (fixed table added
-    to inputs), rope (rotary, applied to queries and keys), alibi (linear attention bias per head),
-    none (causal attention alone carries position)."""
+    kind: Annotated[str, Choice(SCHEMES)] = Field("rope", description=_described(SCHEMES, "Positional scheme"))
     theta: float = Field(10000.0, gt=0)
     """RoPE base; larger bases rotate more slowly. Used by rope only."""
     max_positions: int | None = Field(None, ge=1)
     """Rows of the learned position table; defaults to model.context. Used by learned only."""
 
 
-class MLPSpec(_Section):
+class MLPSpec(Section):
     """The feed-forward block of each layer."""
 
-    kind: Literal["gelu", "swiglu", "relu2"] = "gelu"
-    """gelu: Linear-GELU-Linear; relu2: Linear-ReLU²-Linear; swiglu: gated SiLU with a third
-    matrix (use ratio about 8/3 to match a 4x GELU block's parameters)."""
+    kind: Annotated[str, Choice(MLPS)] = Field("gelu", description=_described(MLPS, "MLP"))
     ratio: float = Field(4.0, gt=0)
     """Hidden width as a multiple of model.width (rounded to the nearest integer)."""
 
 
-class ModelSpec(_Section):
+class ModelSpec(Section):
     """A decoder-only causal transformer."""
 
     depth: int = Field(ge=1)
@@ -59,8 +65,7 @@ class ModelSpec(_Section):
     Must divide heads. Defaults to heads."""
     mlp: MLPSpec = MLPSpec()
     """Feed-forward block."""
-    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
-    """Normalisation layer."""
+    norm: Annotated[str, Choice(NORMS)] = Field("layernorm", description=_described(NORMS, "Normalisation layer"))
     norm_placement: Literal["pre", "post"] = "pre"
     """pre: normalise each sublayer's input (GPT-2 and later); post: normalise after the residual
     add (original Transformer)."""
@@ -97,16 +102,12 @@ class ModelSpec(_Section):
 # ------------------------------------------------------------------------------- tokenizer
 
 
-TRAINED_TOKENIZERS = ("bpe", "wordpiece", "unigram")
-
-
-class TokenizerSpec(_Section):
+class TokenizerSpec(Section):
     """How text becomes token ids. Every kind is lossless or records what it loses."""
 
-    kind: Literal["byte", "char", "bpe", "wordpiece", "unigram"] = "byte"
-    """byte: UTF-8 bytes; char: the most frequent characters with byte fallback; bpe: byte-level
-    BPE; wordpiece: greedy longest-match subwords over byte-level pieces; unigram: unigram LM
-    subwords over byte-level pieces. All but byte are trained on the spec's training split."""
+    kind: Annotated[str, Choice(tokenizer.KINDS)] = Field(
+        "byte", description=_described(tokenizer.KINDS, "Tokenizer") + " All but byte are trained on "
+        "the spec's training split.")
     vocab_size: int | None = Field(None, ge=2)
     """Vocabulary size including special tokens. Required for bpe, wordpiece and unigram
     (at least 512); char defaults to 512; byte is fixed at 257 (256 bytes + end of text)."""
@@ -116,101 +117,14 @@ class TokenizerSpec(_Section):
     @property
     def size(self) -> int:
         """Vocabulary size the model is built for."""
-        if self.kind == "byte":
-            return 257
-        return self.vocab_size or 512
+        return tokenizer.vocabulary(self)
 
 
 # ------------------------------------------------------------------------------------ data
 
 
-class _DataSource(_Section):
-    val_fraction: float = Field(0.05, gt=0.0, lt=1.0)
-    """Fraction of documents held out for evaluation, chosen by a hash of each document's name,
-    so the split is deterministic and stable when documents are added."""
-    max_bytes: int | None = Field(None, ge=1)
-    """Use at most this many bytes of text (documents in a fixed order; default: all)."""
-
-
-class StdlibData(_DataSource):
-    """The embedded default corpus: the running interpreter's standard-library source files
-    (tests excluded), about 13 MB of real text on every machine."""
-
-    source: Literal["python-stdlib"] = "python-stdlib"
-    """Embedded default corpus."""
-
-
-class DocstringData(_DataSource):
-    """Prompt/response pairs built from this machine's standard library: a function's `def`
-    line(s) in, the first line of its docstring out (about 6,900 pairs, 0.6 MB). A pair is
-    held out exactly when its file is held out of python-stdlib at the same val_fraction."""
-
-    source: Literal["python-docstrings"]
-    """Function signatures to docstring summaries."""
-
-
-class FilesData(_DataSource):
-    """Plain-text files: each file is one document."""
-
-    source: Literal["files"]
-    """Plain-text files."""
-    paths: list[str] = Field(min_length=1)
-    """Files, folders (read recursively) or glob patterns, relative to the spec file."""
-
-
-class JsonlData(_DataSource):
-    """JSON Lines files: each line's text column is one document."""
-
-    source: Literal["jsonl"]
-    """JSON Lines files."""
-    paths: list[str] = Field(min_length=1)
-    """Files or glob patterns, relative to the spec file."""
-    column: str = "text"
-    """Field holding the text (with `prompt`: the response)."""
-    prompt: str | None = None
-    """Field holding a prompt: each row is then a prompt/response pair (supervised instruction
-    tuning), trained and scored on the response tokens only."""
-
-
-class ParquetData(_DataSource):
-    """Parquet files: each row's text column is one document."""
-
-    source: Literal["parquet"]
-    """Parquet files."""
-    paths: list[str] = Field(min_length=1)
-    """Files or glob patterns, relative to the spec file."""
-    column: str = "text"
-    """Column holding the text (with `prompt`: the response)."""
-    prompt: str | None = None
-    """Column holding a prompt: each row is then a prompt/response pair (supervised instruction
-    tuning), trained and scored on the response tokens only."""
-
-
-class SyntheticData(_DataSource):
-    """Text from a random Markov chain over a small alphabet, whose entropy rate (the loss no model
-    can beat) is computed exactly, so fitted irreducible losses can be checked against truth."""
-
-    source: Literal["synthetic"]
-    """Generated text with a known entropy rate."""
-    alphabet: int = Field(16, ge=2, le=64)
-    """Number of distinct symbols (printable ASCII, one byte each)."""
-    order: int = Field(2, ge=0, le=4)
-    """Markov order: how many previous symbols the next one depends on."""
-    concentration: float = Field(0.3, gt=0)
-    """Dirichlet concentration of each context's next-symbol distribution; lower is more
-    predictable."""
-    documents: int = Field(2000, ge=2)
-    """Number of documents generated."""
-    doc_bytes: int = Field(1000, ge=1)
-    """Length of each document in bytes."""
-    seed: int = 0
-    """Seed of the chain and of the text drawn from it."""
-
-
-DataSpec = Annotated[
-    Union[StdlibData, DocstringData, FilesData, JsonlData, ParquetData, SyntheticData],
-    Field(discriminator="source"),
-]
+DataSpec = Annotated[Union[tuple(SOURCES.values())], Field(discriminator="source")]
+"""The spec's corpus: one of the sources in data.sources.SOURCES, chosen by its `source` name."""
 
 
 # ----------------------------------------------------------------------------------- train
@@ -219,7 +133,7 @@ DataSpec = Annotated[
 FlopsConvention = Literal["6N", "6N+attn"]
 
 
-class BudgetSpec(_Section):
+class BudgetSpec(Section):
     """How long to train: exactly one of tokens, flops, steps or seconds."""
 
     tokens: int | None = Field(None, ge=1)
@@ -245,7 +159,7 @@ class BudgetSpec(_Section):
         return self
 
 
-class ScheduleSpec(_Section):
+class ScheduleSpec(Section):
     """Learning-rate schedule."""
 
     kind: Literal["cosine", "wsd", "constant"] = "cosine"
@@ -259,7 +173,7 @@ class ScheduleSpec(_Section):
     """Final learning rate as a fraction of lr (cosine and wsd)."""
 
 
-class TrainSpec(_Section):
+class TrainSpec(Section):
     """The training recipe."""
 
     budget: BudgetSpec
@@ -304,7 +218,7 @@ class TrainSpec(_Section):
         return self.micro_batch_tokens or self.batch_tokens
 
 
-class FinetuneSpec(_Section):
+class FinetuneSpec(Section):
     """A second phase that continues from the pretrained weights on another corpus, with a fresh
     optimizer and its own budget, learning rate and schedule; batch size, weight decay and
     evaluation size follow `train` when left out."""
@@ -363,7 +277,7 @@ def _batch_problems(where: tuple[str, ...], t: TrainSpec, context: int) -> list[
 # ------------------------------------------------------------------------------------ spec
 
 
-class Spec(_Section):
+class Spec(Section):
     """One architecture, tokenizer, corpus and training recipe."""
 
     name: str = Field(min_length=1)
@@ -376,7 +290,7 @@ class Spec(_Section):
     """The architecture."""
     tokenizer: TokenizerSpec = TokenizerSpec()
     """The tokenizer."""
-    data: DataSpec = StdlibData()
+    data: DataSpec = SOURCES["python-stdlib"]()
     """The corpus; its held-out split is used for every evaluation."""
     train: TrainSpec
     """The training recipe."""
@@ -399,25 +313,10 @@ class Spec(_Section):
         out: list[tuple[tuple[str, ...], str]] = []
         if m.width % m.heads:
             out.append((("model", "heads"), f"width {m.width} is not divisible by heads {m.heads}"))
-        elif m.positional.kind == "rope" and m.head_dim % 2:
-            out.append((("model", "positional", "kind"),
-                        f"rope needs an even head dimension; width/heads = {m.head_dim}"))
         if m.kv_heads is not None and (m.kv_heads > m.heads or m.heads % m.kv_heads):
             out.append((("model", "kv_heads"), f"kv_heads {m.kv_heads} must divide heads {m.heads}"))
-        if m.positional.kind == "sinusoidal" and m.width % 2:
-            out.append((("model", "width"), f"sinusoidal positions need an even width, got {m.width}"))
-        if m.positional.kind == "learned" and m.positional.max_positions is not None \
-                and m.context > m.positional.max_positions:
-            out.append((("model", "context"), f"context {m.context} is longer than the "
-                        f"{m.positional.max_positions} learned positions"))
-        if tok.kind == "byte" and tok.vocab_size not in (None, 257):
-            out.append((("tokenizer", "vocab_size"), "byte tokenizer has a fixed vocabulary of 257; "
-                        "leave vocab_size out"))
-        if tok.kind in TRAINED_TOKENIZERS and tok.vocab_size is None:
-            out.append((("tokenizer", "vocab_size"), f"{tok.kind} needs a vocab_size"))
-        if tok.kind in ("char",) + TRAINED_TOKENIZERS and tok.size < 512:
-            out.append((("tokenizer", "vocab_size"), f"{tok.kind} needs vocab_size >= 512 "
-                        "(256 byte pieces, special tokens and learned pieces)"))
+        out += SCHEMES[m.positional.kind].problems(m)
+        out += tokenizer.problems(tok)
         out += _batch_problems(("train",), t, m.context)
         if self.finetune is not None and (self.finetune.batch_tokens or self.finetune.micro_batch_tokens):
             out += _batch_problems(("finetune",), self.finetune.recipe(t), m.context)   # else train's, checked

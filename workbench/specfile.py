@@ -8,38 +8,20 @@ path to the (file, line) it came from, through `extends:` chains, so a pydantic 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from workbench.spec import DataSpec, Spec
+from workbench.data.sources import SOURCES
+from workbench.plumbing import dotted
+from workbench.plumbing.errors import Issue, SpecError
+from workbench.spec import Spec
 
 Path_ = tuple[str | int, ...]
 Where = tuple[str, int]  # (file, 1-based line)
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class Issue:
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-
-
-class SpecError(Exception):
-    """One or more problems with a spec or study file; str() gives one line per problem."""
-
-    def __init__(self, issues: list[Issue]):
-        self.issues = issues
-        super().__init__("\n".join(map(str, issues)))
 
 
 class _Loader(yaml.SafeLoader):
@@ -168,8 +150,8 @@ def issues_from(error: ValidationError, locs: dict[Path_, Where], file: str,
     return issues
 
 
-# The data sources' `source` names, read from the schema so a new source needs no edit here.
-_UNION_TAGS = {get_args(cls.model_fields["source"].annotation)[0] for cls in get_args(get_args(DataSpec)[0])}
+# The data sources' `source` names: a new source needs no edit here.
+_UNION_TAGS = set(SOURCES)
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -212,23 +194,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.load(value, Loader=_Loader)
 
 
-def set_dotted(data: dict, dotted: str, value: Any) -> dict:
-    """A copy of nested `data` with the dotted path set to value."""
-    head, _, rest = dotted.partition(".")
-    out = dict(data)
-    if rest:
-        child = out.get(head)
-        out[head] = set_dotted(child if isinstance(child, dict) else {}, rest, value)
-    else:
-        out[head] = value
-    return out
-
-
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
     """Read, merge (`extends`), override and validate a spec file. Raises SpecError."""
     path = Path(path)
     data, locs = read_with_extends(path)
     for key, value in (overrides or {}).items():
-        data = set_dotted(data, key, value)
+        data = dotted.replace(data, key, value)
         locs[tuple(key.split("."))] = ("--set", None)
     return validate_data(Spec, data, locs, str(path))

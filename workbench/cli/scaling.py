@@ -1,0 +1,73 @@
+"""`workbench fit` and `workbench report`: scaling fits of a study or a table of runs, and the
+HTML report of a study. A study is read from its storage once, as one trials table that both the
+fit and the page use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from workbench.cli.app import StorageOption, app, out, user_errors
+from workbench.plumbing.errors import FitError
+
+
+@app.command()
+@user_errors
+def fit(source: Annotated[Path, typer.Argument(help="A study file, or a CSV/Parquet table of runs.")],
+        x: Annotated[Optional[str], typer.Option(help="flops, params or tokens (default: the study's scaling.x).")] = None,
+        form: Annotated[str, typer.Option(help="auto, or a comma list of x, x-noE, nd, nd-tied.")] = "auto",
+        group_by: Annotated[Optional[str], typer.Option(help="Fit and compare groups of this field.")] = None,
+        target_flops: Annotated[Optional[float], typer.Option(help="Compute to predict at (default 100x the largest run).")] = None,
+        bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+        huber_delta: Annotated[float, typer.Option(help="Huber delta on log residuals.")] = 1e-3,
+        loss: Annotated[Optional[str], typer.Option(help="val_bpb, val_loss, finetune_val_bpb or finetune_val_loss "
+                                                    "(default: the study's scaling.loss, else val_bpb).")] = None,
+        n_convention: Annotated[str, typer.Option(help="total or nonembedding parameters.")] = "total",
+        c_convention: Annotated[str, typer.Option(help="6N or 6N+attn compute.")] = "6N+attn",
+        fixed_e: Annotated[Optional[float], typer.Option(help="Fix the irreducible loss E.")] = None,
+        outliers: Annotated[Optional[float], typer.Option(help="Drop runs whose log residual is beyond K robust SDs.")] = None,
+        storage: StorageOption = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the fit as JSON.")] = False) -> None:
+    """Fit scaling laws with bootstrap intervals and backtests; writes the fit as JSON."""
+    from workbench.scaling.display import render
+    from workbench.scaling.fit import fit_runs, save
+    from workbench.scaling.runs import load_runs
+    runs, prov = load_runs(source, loss=loss, n_convention=n_convention, c_convention=c_convention,
+                           group_by=group_by, storage=storage)
+    if prov["kind"] == "study":
+        from workbench.study.storage import study_dir
+        path = study_dir(prov["study"]) / "fit.json"
+    else:
+        path = source.with_name(source.name + ".fit.json")
+    result = fit_runs(runs, prov, x=x, form=form, target_flops=target_flops, bootstrap=bootstrap,
+                      huber_delta=huber_delta, fixed_e=fixed_e, outliers=outliers)
+    save(result, path)
+    if as_json:
+        print(json.dumps(result))
+        return
+    out.print(render(result))
+    out.print(f"fit: {path}")
+
+
+@app.command()
+@user_errors
+def report(study_file: Path, output: Annotated[Optional[Path], typer.Option("-o", "--output", help="HTML file (default reports/NAME.html).")] = None,
+           storage: StorageOption = None,
+           samples: Annotated[bool, typer.Option(help="Generate text samples from the best models.")] = True,
+           bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the fit intervals.")] = 1000) -> None:
+    """Write one self-contained HTML report of a study (finished, running or crashed)."""
+    from workbench.report.page import write
+    from workbench.scaling.fit import fit_runs
+    from workbench.scaling.runs import study_runs
+    from workbench.study.table import load_trials
+    study, ostudy, table = load_trials(study_file, storage)
+    try:
+        fit, fit_error = fit_runs(*study_runs(study, table), bootstrap=bootstrap), None
+    except FitError as e:
+        fit, fit_error = None, str(e)
+    path = write(study, ostudy, table, output or Path("reports") / f"{study.name}.html",
+                 fit=fit, fit_error=fit_error, samples=samples)
+    out.print(f"report: {path}")

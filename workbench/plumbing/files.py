@@ -1,0 +1,32 @@
+"""Writing files so that a reader in another process sees the old file, no file, or the whole
+new one: never half of it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Callable
+
+Content = str | bytes | Callable[[IO[bytes]], object]
+
+
+def write_atomic(path: Path, content: Content) -> Path:
+    """Write text, bytes, or whatever `content(file)` writes, through a temporary file in the
+    same folder (made if missing), then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(content, str):
+                f.write(content.encode())
+            elif isinstance(content, bytes):
+                f.write(content)
+            else:
+                content(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path

@@ -1,0 +1,1 @@
+"""The HTML report of a study: figures.py draws, page.py writes the page."""

@@ -1,0 +1,44 @@
+"""The Optuna samplers and pruners a study can name, each one table entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import optuna
+
+
+@dataclass(frozen=True)
+class Sampler:
+    doc: str
+    make: Callable[[int, dict[str, list[Any]]], optuna.samplers.BaseSampler]
+    """(seed, the search space as a grid of values) to a sampler."""
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "tpe": Sampler("tree-structured Parzen estimator", lambda seed, grid: optuna.samplers.TPESampler(seed=seed)),
+    "random": Sampler("independent uniform draws", lambda seed, grid: optuna.samplers.RandomSampler(seed=seed)),
+    "grid": Sampler("every combination (choices and integer ranges only)",
+                    lambda seed, grid: optuna.samplers.GridSampler(grid, seed=seed)),
+    "cmaes": Sampler("CMA evolution strategy", lambda seed, grid: optuna.samplers.CmaEsSampler(
+        seed=seed, warn_independent_sampling=False)),
+    "gp": Sampler("Gaussian-process Bayesian optimisation", lambda seed, grid: optuna.samplers.GPSampler(seed=seed)),
+    "nsga2": Sampler("NSGA-II (several objectives)", lambda seed, grid: optuna.samplers.NSGAIISampler(seed=seed)),
+}
+"""Every sampler by name: a study's `sampler.kind` accepts exactly these."""
+
+
+@dataclass(frozen=True)
+class Pruner:
+    doc: str
+    make: Callable[[], optuna.pruners.BasePruner]
+
+
+PRUNERS: dict[str, Pruner] = {
+    "none": Pruner("never prune", optuna.pruners.NopPruner),
+    "median": Pruner("stop a trial below the median of earlier trials at the same step",
+                     lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0, n_min_trials=1)),
+    "successive_halving": Pruner("asynchronous successive halving", optuna.pruners.SuccessiveHalvingPruner),
+    "hyperband": Pruner("Hyperband", optuna.pruners.HyperbandPruner),
+}
+"""Every pruner by name: a study's `pruner.kind` accepts exactly these."""

@@ -1,0 +1,203 @@
+"""The study schema (what a study file says): a base spec, a search space over dotted spec
+fields, objectives, a sampler and pruner, a trial budget, baselines to run first, and an optional
+scaling ladder. Named choices (objectives, samplers, pruners, constraint quantities, fittable
+losses) are checked against the tables beside their implementations."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from workbench.plumbing.schema import Choice, Section, one_of
+from workbench.spec import FlopsConvention, Spec
+from workbench.study.constraints import parse as parse_constraint
+from workbench.study.objectives import FITTABLE, OBJECTIVES
+from workbench.study.samplers import PRUNERS, SAMPLERS
+
+
+
+class _Param(Section):
+    when: dict[str, Any] | None = None
+    """Sample this field only when every listed field has the given value (or one of a list of
+    values), e.g. {model.positional.kind: rope}; otherwise the base spec's value stands."""
+
+
+class IntParam(_Param):
+    """An integer range, inclusive."""
+
+    int: tuple[int, int]
+    """[low, high], inclusive."""
+    step: int = Field(1, ge=1)
+    """Spacing of the allowed values."""
+    log: bool = False
+    """Sample on a log scale."""
+
+
+class FloatParam(_Param):
+    """A real range."""
+
+    float: tuple[float, float]
+    """[low, high]."""
+    log: bool = False
+    """Sample on a log scale (for learning rates, scales, ...)."""
+
+
+class ChoiceParam(_Param):
+    """One of a list of values."""
+
+    choice: list[Any] = Field(min_length=1)
+    """The values (numbers, strings, booleans)."""
+    divides: str | None = None
+    """Keep only the values that divide this other field's value (e.g. kv_heads dividing
+    model.heads); each such value of the other field gets its own parameter."""
+
+
+Param = Union[IntParam, FloatParam, ChoiceParam]
+
+class SamplerSpec(Section):
+    """The Optuna sampler, named explicitly so results do not change with Optuna's defaults."""
+
+    kind: Annotated[str, Choice(SAMPLERS)] = "tpe"
+    """tpe, random, grid (choices and integer ranges only), cmaes, gp, nsga2 (several objectives)."""
+    seed: int = 0
+    """Seed; worker i uses seed + i so parallel workers do not propose the same trials."""
+
+
+class PrunerSpec(Section):
+    """Stopping unpromising trials early on their intermediate evaluation bpb."""
+
+    kind: Annotated[str, Choice(PRUNERS)] = "median"
+    """none, median, successive_halving or hyperband (single-objective studies only)."""
+    warmup_evals: int = Field(1, ge=0)
+    """Evaluations a trial always gets before it can be pruned (median pruner)."""
+
+
+class LadderSpec(Section):
+    """A designed grid of model sizes and budgets for scaling fits. Every point is a trial."""
+
+    sizes: list[dict[str, Any]] = Field(min_length=1)
+    """Model sizes, each a mapping of dotted spec fields, e.g. {model.depth: 2, model.width: 128}."""
+    flops: list[float] | None = None
+    """Compute budgets (IsoFLOP design): each point trains flops / flops-per-token tokens."""
+    tokens: list[float] | None = None
+    """Token budgets: an explicit grid of sizes x tokens."""
+    groups: list[dict[str, Any]] = [{}]
+    """Variants crossed with the grid (e.g. each positional scheme), as dotted-field mappings."""
+    flops_convention: FlopsConvention = "6N+attn"
+    """Convention turning a compute budget into tokens."""
+
+    @model_validator(mode="after")
+    def _one_axis(self) -> LadderSpec:
+        if (self.flops is None) == (self.tokens is None):
+            raise PydanticCustomError("ladder", "give exactly one of flops or tokens")
+        return self
+
+
+class ScalingSpec(Section):
+    """What the scaling fits and report use by default."""
+
+    x: Literal["flops", "params", "tokens"] = "flops"
+    """The axis losses are fitted against."""
+    group_by: str | None = None
+    """A dotted spec field whose values are fitted and compared separately."""
+    loss: Annotated[str, Choice(FITTABLE)] = "val_bpb"
+    """The loss fitted: pretraining, or after fine-tuning (against pretraining compute)."""
+
+
+class HeartbeatSpec(Section):
+    """How a dead worker's trial is noticed and retried."""
+
+    interval: float = Field(5.0, gt=0)
+    """Seconds between a running trial's heartbeats."""
+    grace: float = Field(60.0, gt=0)
+    """A running trial silent this long is failed and retried (a dead worker on this machine is
+    noticed at once)."""
+
+
+class StudySpec(Section):
+    """A search over specs, run as an Optuna study."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Study name: the Optuna study name and its run folder."""
+    description: str = ""
+    """Free text for people."""
+    base: str | dict[str, Any]
+    """The base spec: a file relative to this one, or an inline spec mapping."""
+    search: dict[str, Param] = {}
+    """Dotted spec fields mapped to distributions: {int: [lo, hi]}, {float: [lo, hi], log: true},
+    {choice: [...]}; any may carry `when:` (conditional) and choices `divides:`."""
+    constraints: list[str] = []
+    """Checked before training, e.g. "params <= 5e6"; quantities: params, nonembedding_params,
+    flops_per_token, memory (bytes), tokens. An infeasible sample is recorded, never trained."""
+    objectives: list[str | dict[str, Literal["minimize", "maximize"]]] = ["val_bpb"]
+    """One or more of val_bpb, val_loss, params, flops, tokens_per_s, wall_time; a mapping
+    {name: maximize} overrides the usual direction. Several give a Pareto front."""
+    sampler: SamplerSpec = SamplerSpec()
+    """The sampler."""
+    pruner: PrunerSpec = PrunerSpec()
+    """The pruner."""
+    trials: int = Field(10, ge=0)
+    """Number of searched trials (baselines and ladder points come on top)."""
+    enqueue: list[dict[str, Any]] = []
+    """Baselines evaluated first: dotted-field mappings applied to the base spec."""
+    ladder: LadderSpec | None = None
+    """An optional scaling ladder."""
+    scaling: ScalingSpec = ScalingSpec()
+    """Defaults for fits and reports."""
+    retries: int = Field(1, ge=0)
+    """How often a trial interrupted by a dead worker is retried."""
+    heartbeat: HeartbeatSpec = HeartbeatSpec()
+    """Dead-worker detection."""
+
+    @field_validator("objectives")
+    @classmethod
+    def _known_objectives(cls, value: list) -> list:
+        for item in value:
+            for name in [item] if isinstance(item, str) else item:
+                if name not in OBJECTIVES:
+                    raise PydanticCustomError("objective", "unknown objective {name}; expected {known}",
+                                              {"name": repr(name), "known": one_of(list(OBJECTIVES))})
+        return value
+
+    @field_validator("constraints")
+    @classmethod
+    def _parse_constraints(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                parse_constraint(text)
+            except ValueError as e:
+                raise PydanticCustomError("constraint", "{reason}", {"reason": str(e)}) from None
+        return value
+
+    def directions(self) -> list[tuple[str, str]]:
+        out = []
+        for item in self.objectives:
+            out += [(item, OBJECTIVES[item].direction)] if isinstance(item, str) else list(item.items())
+        return out
+
+    def fingerprint(self, base_digest: str) -> str:
+        """What must not change between runs of one study: the space and what is measured."""
+        data = self.model_dump(mode="json", include={"search", "objectives", "ladder", "enqueue", "constraints"})
+        blob = json.dumps({"base": base_digest, **data}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class StudyFile:
+    """A study file as loaded: what it says (`spec`, a StudySpec) and its validated base spec.
+    The trials themselves live in an Optuna study in the storage (see storage.py)."""
+
+    path: Path
+    spec: StudySpec
+    base_data: dict
+    base: Spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name

@@ -1,0 +1,98 @@
+"""`workbench study run`: create or resume the study, start worker processes placed on this
+machine's devices, replace workers that die, and summarise the trials."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from workbench.plumbing.process import die_with_parent
+from workbench.study.devices import WorkerPlan, gpu_count, plan_workers
+from workbench.study.schema import StudyFile
+from workbench.study.storage import create_or_resume, study_dir
+from workbench.study.worker import counted, reap
+
+
+def spawn_worker(study: StudyFile, url: str, plan: WorkerPlan, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "workbench", "study", "worker", str(study.path), "--storage", url,
+           "--index", str(plan.index), "--threads", str(plan.threads), "--gpus-per-trial", str(plan.devices)]
+    env = {**os.environ, **plan.env, "TOKENIZERS_PARALLELISM": "false"}
+    with open(log, "a") as f:
+        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
+                                # SIGKILL: a killed study leaves no orphans training on; their
+                                # trials are then retried on resume.
+                                preexec_fn=partial(die_with_parent, signal.SIGKILL) if sys.platform == "linux" else None)
+
+
+def summary(ostudy: optuna.Study) -> dict[str, Any]:
+    """Counts by state and status, the best trials, and failures with their reasons."""
+    trials = ostudy.get_trials(deepcopy=False)
+    by_state: dict[str, int] = {}
+    for t in trials:
+        by_state[t.state.name.lower()] = by_state.get(t.state.name.lower(), 0) + 1
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    objectives = ostudy.user_attrs.get("objectives", ["value"])
+    if len(ostudy.directions) == 1:
+        sign = 1 if ostudy.direction == optuna.study.StudyDirection.MINIMIZE else -1
+        best = sorted(complete, key=lambda t: sign * t.values[0])[:5]
+    else:
+        best = ostudy.best_trials
+    return {
+        "study": ostudy.study_name,
+        "planned": ostudy.user_attrs.get("planned_trials"),
+        "counted": counted(trials),
+        "states": by_state,
+        "objectives": objectives,
+        "best": [{"number": t.number, "values": t.values, "fields": t.user_attrs.get("fields", {})}
+                 for t in best],
+        "failures": [{"number": t.number, "status": t.user_attrs.get("status"), "reason": t.user_attrs.get("reason")}
+                     for t in trials if t.state == TrialState.FAIL],
+    }
+
+
+def supervise(study: StudyFile, url: str, workers: int | str, on_progress=None, poll: float = 1.0,
+              trials_per_gpu: int = 1, gpus_per_trial: int | None = None) -> dict:
+    """Create or resume the study, run worker processes (see devices.plan_workers) until the
+    budget is spent, replacing workers that die (their trials are retried); returns the summary.
+    Each trial runs on gpus_per_trial data-parallel devices (default: the base spec's
+    train.devices)."""
+    ostudy = create_or_resume(study, url)
+    reap(ostudy, study, url)
+    folder = study_dir(study)
+    folder.mkdir(parents=True, exist_ok=True)
+    plans = plan_workers(workers, gpu_count(), trials_per_gpu,
+                         gpus_per_trial=gpus_per_trial or study.base.train.devices)
+    procs = {p.index: spawn_worker(study, url, p, folder / f"worker-{p.index}.log") for p in plans}
+    restarts = 0
+    try:
+        while procs:
+            time.sleep(poll)
+            for i, proc in list(procs.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del procs[i]
+                if code != 0:
+                    reap(ostudy, study, url)
+                    left = counted(ostudy.get_trials(deepcopy=False)) < ostudy.user_attrs["planned_trials"] or \
+                        ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                    if left and restarts < 3 * len(plans):
+                        restarts += 1
+                        procs[i] = spawn_worker(study, url, plans[i], folder / f"worker-{i}.log")
+            if on_progress:
+                on_progress(summary(ostudy))
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            proc.wait()
+    return summary(ostudy)

@@ -1,0 +1,216 @@
+"""A study worker: claiming trials within the budget, heartbeats, retrying the trials of dead
+workers, and running one trial from suggestion to the storage."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from workbench.record import RunRecord
+from workbench.study.objectives import OBJECTIVES
+from workbench.study.samplers import PRUNERS, SAMPLERS
+from workbench.study.schema import StudyFile
+from workbench.study.space import Infeasible, grid, spec_for, suggest
+from workbench.study.storage import claim_lock, load_existing, study_dir
+
+# A machine's name in the storage; set WORKBENCH_HOST where machines share a hostname (containers).
+HOST = os.environ.get("WORKBENCH_HOST") or socket.gethostname()
+WORKER_ID = f"{HOST}:{os.getpid()}"
+
+
+def counted(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """Trials that use the budget: all but those replaced by a retry."""
+    return sum(1 for t in trials if not t.user_attrs.get("retried"))
+
+
+def claim(ostudy: optuna.Study, study: StudyFile, url: str) -> optuna.Trial | None:
+    """The next trial to run (a waiting one first), or None when the budget is spent."""
+    with claim_lock(ostudy._storage, url, study.name):
+        reap(ostudy, study, url, locked=True)
+        trials = ostudy.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        if not waiting and counted(trials) >= ostudy.user_attrs.get("planned_trials", 0):
+            return None
+        trial = ostudy.ask()
+        trial.set_user_attr("worker", WORKER_ID)
+        trial.set_user_attr("heartbeat", time.time())
+        trial.set_user_attr("origin", trial.user_attrs.get("origin", "search"))
+        return trial
+
+
+def _alive(worker: str) -> bool:
+    host, _, pid = worker.rpartition(":")
+    if host != HOST:
+        return True          # another machine: only its heartbeat can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def reap(ostudy: optuna.Study, study: StudyFile, url: str, locked: bool = False) -> int:
+    """Fail running trials whose worker is gone (dead process here, or silent past the grace
+    period), and re-enqueue each one's parameters while it has retries left."""
+    if not locked:
+        with claim_lock(ostudy._storage, url, study.name):
+            return reap(ostudy, study, url, locked=True)
+    storage, now, n = ostudy._storage, time.time(), 0
+    for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "?:0")
+        beat = t.user_attrs.get("heartbeat") or t.datetime_start.timestamp()
+        if worker == WORKER_ID or (_alive(worker) and now - beat < study.spec.heartbeat.grace):
+            continue
+        reason = f"worker {worker} stopped during the trial (last heartbeat {now - beat:.0f} s ago)"
+        retries = t.user_attrs.get("retries", 0)
+        storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
+        storage.set_trial_user_attr(t._trial_id, "reason", reason)
+        if retries < study.spec.retries:
+            storage.set_trial_user_attr(t._trial_id, "retried", True)
+            ostudy.enqueue_trial(t.params, user_attrs={
+                "origin": t.user_attrs.get("origin", "search"), "overrides": t.user_attrs.get("overrides", {}),
+                "retries": retries + 1, "retry_of": t.number})
+        try:
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            n += 1
+        except optuna.exceptions.UpdateFinishedTrialError:  # finished meanwhile by its own worker
+            pass
+    return n
+
+
+class Heartbeat:
+    """Marks a running trial alive every `interval` seconds from a background thread."""
+
+    def __init__(self, storage, trial_id: int, interval: float):
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.interval):
+            try:
+                self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+            except Exception:
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def objective_values(study: StudyFile, record: RunRecord) -> list[float]:
+    """The study's objectives read from a finished run's record (ValueError naming what is missing)."""
+    names = [name for name, _ in study.spec.directions()]
+    values = [OBJECTIVES[name].get(record) for name in names]
+    missing = [name for name, v in zip(names, values) if v is None]
+    if missing and record.suite_error:
+        raise ValueError(f"the run has no {', '.join(missing)}: its evaluation suite failed ({record.suite_error})")
+    if missing:
+        raise ValueError(f"the run has no {', '.join(missing)} (no held-out completion task: "
+                         "train.completions is 0, or no held-out line of 16-160 characters)")
+    return [float(v) for v in values]
+
+
+def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root: Path,
+              devices: int | None = None) -> str:
+    """Sample, check and train one trial (on `devices` data-parallel processes when given),
+    then tell the storage; returns its status. Errors inside the trial are recorded on it and
+    never escape."""
+    import torch
+
+    from workbench.record import Pruned
+    from workbench.train.loop import train
+
+    start = time.perf_counter()
+    attrs = trial.user_attrs
+    overrides = attrs.get("overrides", {})
+    try:
+        chosen = overrides if attrs.get("origin") == "ladder" else suggest(trial, study, overrides)
+        spec = spec_for(study, {**chosen, **({"train.devices": devices} if devices else {})}, trial.number)
+    except Infeasible as e:
+        return _finish(ostudy, trial, "infeasible", str(e))
+    trial.set_user_attr("fields", chosen)
+    trial.set_user_attr("spec", spec.model_dump(mode="json"))
+    run_dir = root / "trials" / f"{trial.number:04d}"
+    trial.set_user_attr("run_dir", str(run_dir))
+    # Ladder points and baselines are a designed experiment: they always run to the end.
+    can_prune = len(study.spec.directions()) == 1 and study.spec.pruner.kind != "none" \
+        and attrs.get("origin", "search") == "search"
+    # Prune on the curve of what the objective measures: the fine-tuning corpus's after fine-tuning
+    # (or for the suite of a fine-tuned model), else the pretraining corpus's; bpb or loss alike.
+    objective = OBJECTIVES[study.spec.directions()[0][0]]
+    judged = "finetune" if spec.finetune and objective.last_phase else "pretrain"
+    watched = objective.curve or "val_bpb"
+    evals = 0
+
+    def report(point) -> None:
+        nonlocal evals
+        if point.phase != judged:
+            return
+        evals += 1
+        if can_prune:
+            value = getattr(point, watched)
+            trial.report(value, point.step)
+            if evals > study.spec.pruner.warmup_evals and trial.should_prune():
+                raise Pruned(f"pruned at step {point.step} ({watched.replace('_', ' ')} {value:.4f})")
+
+    try:
+        with Heartbeat(ostudy._storage, trial._trial_id, study.spec.heartbeat.interval):
+            before_train = time.perf_counter() - start
+            record = train(spec, run_dir, on_eval=report)
+    except (torch.OutOfMemoryError, MemoryError) as e:
+        return _finish(ostudy, trial, "failed", f"out of memory: {str(e).splitlines()[0][:300]}")
+    except Exception as e:
+        return _finish(ostudy, trial, "failed", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+    trial.set_user_attr("record", record.model_dump(mode="json"))
+    trial.set_user_attr("startup_s", before_train + record.setup_s)   # trial start to first step
+    if record.status == "completed":
+        try:
+            values = objective_values(study, record)
+        except ValueError as e:
+            return _finish(ostudy, trial, "failed", str(e))
+        return _finish(ostudy, trial, "completed", None, values)
+    return _finish(ostudy, trial, record.status, record.reason)
+
+
+def _finish(ostudy: optuna.Study, trial: optuna.Trial, status: str, reason: str | None,
+            values: list[float] | None = None) -> str:
+    trial.set_user_attr("status", status)
+    if reason:
+        trial.set_user_attr("reason", reason)
+    if values is not None:
+        ostudy.tell(trial, values)
+    else:
+        ostudy.tell(trial, state=TrialState.PRUNED if status == "pruned" else TrialState.FAIL)
+    return status
+
+
+def work(study: StudyFile, url: str, index: int = 0, root: Path | None = None, devices: int | None = None) -> int:
+    """The worker loop: claim, run, repeat until the budget is spent and no other worker's
+    trial is still running (a dead worker's trial is then retried here). Returns trials run."""
+    s = study.spec.sampler
+    ostudy = load_existing(study, url, sampler=SAMPLERS[s.kind].make(s.seed + index, grid(study)),
+                           pruner=PRUNERS[study.spec.pruner.kind].make())
+    root = root or study_dir(study)
+    n = 0
+    while True:
+        trial = claim(ostudy, study, url)
+        if trial is None:
+            if not ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                return n
+            time.sleep(study.spec.heartbeat.interval)
+            continue
+        run_trial(ostudy, study, trial, root, devices)
+        n += 1
