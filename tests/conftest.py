@@ -1,12 +1,7 @@
 import os
 import uuid
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-SPECS = sorted((ROOT / "specs").glob("*.yaml"))
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _cache(tmp_path_factory):

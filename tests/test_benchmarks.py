@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
+from support import ROOT
 
 
 def test_gpu_check_smoke_runs_and_prints_its_table():

@@ -10,13 +10,11 @@ import yaml
 from optuna.trial import TrialState
 from safetensors.torch import load_model
 
-from conftest import ROOT
-from test_train import tiny_spec
+from support import ROOT, tiny_spec, two_phase
 from workbench.data.corpus import load_corpus
 from workbench.scaling.runs import load_runs
 from workbench.model import build_model, lm_loss
 from workbench.study.file import load_study
-from workbench.spec import Spec
 from workbench.plumbing.errors import SpecError
 from workbench.specfile import load_spec
 from workbench.study.storage import load_existing
@@ -27,15 +25,6 @@ from workbench.data.prepared import prepare
 from workbench.evaluate.heldout import heldout_metrics as evaluate
 from workbench.train.loop import train
 from workbench.train.step import masked_loss
-
-FINETUNE = {"data": {"source": "python-docstrings", "max_bytes": 200_000}, "budget": {"steps": 6},
-            "batch_tokens": 256, "eval_bytes": 4096, "lr": 1e-3}
-
-
-def two_phase(**over) -> Spec:
-    spec = tiny_spec(**{"train.budget": {"steps": 20}, "train.completions": 8, **over})
-    return Spec.model_validate({**spec.model_dump(), "finetune": FINETUNE})
-
 
 def test_fine_tuning_starts_from_the_pretrained_weights(tmp_path):
     spec = two_phase()

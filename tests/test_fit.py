@@ -2,7 +2,6 @@
 groups, backtests, and the inputs users bring (studies, their exports, external tables)."""
 
 import json
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -230,8 +229,7 @@ def test_tied_and_fixed_floor_forms_through_fit_source(tmp_path):
 
 def test_real_study_and_its_parquet_export_fit_alike(tmp_path, monkeypatch):
     """A tiny study trained for real (ladder of 2 sizes x 2 token budgets, one diverging run)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_study import write_study
+    from support import write_study
 
     from workbench.study.table import trials_table, write_table as export
     from workbench.study.file import load_study

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from conftest import SPECS
+from support import SPECS
 from workbench.accounting import count_params, flops_per_token, memory_estimate
 from workbench.model import build_model, lm_loss, padded_vocab
 from workbench.model.positional import SCHEMES, alibi_slopes

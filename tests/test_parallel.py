@@ -10,9 +10,9 @@ import time
 import pytest
 from optuna.trial import TrialState
 
-from test_study import BASE, write_study
-from test_finetune import two_phase
-from test_train import tiny_spec
+from support import BASE, write_study
+from support import two_phase
+from support import tiny_spec
 from workbench.plumbing.errors import DataError
 from workbench.plumbing.errors import LaunchError
 from workbench.train.parallel import launch

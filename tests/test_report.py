@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from test_study import BASE, write_study
+from support import BASE, write_study
 from workbench.report import page as report
 from workbench.study.file import load_study
 from workbench.study.storage import load_existing

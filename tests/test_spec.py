@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SPECS
+from support import ROOT, SPECS
 from workbench.spec import Spec
 from workbench.plumbing.errors import SpecError
 from workbench.specfile import load_spec

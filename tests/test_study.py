@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import optuna
@@ -14,7 +13,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from conftest import ROOT
+from support import BASE, STUDIES, write_study
 from workbench.study.table import trials_table, write_table
 from workbench.study.file import load_study
 from workbench.study.ladder import ladder_points
@@ -24,20 +23,6 @@ from workbench.plumbing.errors import SpecError
 from workbench.plumbing.errors import StorageError
 from workbench.study.storage import create_or_resume, load_existing, open_storage
 from workbench.study.supervisor import supervise
-
-STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
-BASE = {"name": "base", "model": {"depth": 1, "width": 32, "heads": 2, "context": 32},
-        "data": {"source": "python-stdlib", "max_bytes": 200_000},
-        "train": {"budget": {"steps": 3}, "batch_tokens": 128, "eval_bytes": 2048}}
-
-
-def write_study(tmp_path: Path, **fields) -> Path:
-    study = {"name": f"s{uuid.uuid4().hex[:8]}", "base": BASE, "sampler": {"kind": "random", "seed": 0},
-             "pruner": {"kind": "none"}, "heartbeat": {"interval": 0.5, "grace": 30}, **fields}
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(study, sort_keys=False))
-    return path
-
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
 def test_example_studies_validate(path):

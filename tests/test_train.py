@@ -10,28 +10,15 @@ import polars as pl
 import pytest
 import torch
 
-from conftest import ROOT
+from support import ROOT, tiny_spec
 from workbench.record import read_record, read_run_spec
 from workbench.study.table import record_row, write_table
-from workbench.spec import ScheduleSpec, Spec
+from workbench.spec import ScheduleSpec
 from workbench.specfile import load_spec
 from workbench.data.prepared import eval_windows
 from workbench.record import Pruned
 from workbench.train.loop import train
 from workbench.train.step import lr_factor
-
-
-def tiny_spec(**over) -> Spec:
-    spec = {"name": "tiny", "model": {"depth": 1, "width": 32, "heads": 2, "context": 32},
-            "data": {"source": "python-stdlib", "max_bytes": 300_000},
-            "train": {"budget": {"steps": 6}, "batch_tokens": 256, "eval_bytes": 4096}}
-    for dotted, value in over.items():
-        node = spec
-        *path, last = dotted.split(".")
-        for key in path:
-            node = node.setdefault(key, {})
-        node[last] = value
-    return Spec.model_validate(spec)
 
 
 def test_quickstart_model_learns_the_default_corpus(tmp_path):

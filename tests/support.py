@@ -1,0 +1,46 @@
+"""Shared test material: the repository's example files, tiny specs and study files that train in
+seconds, importable from every test module (pytest puts this folder on the path)."""
+
+import uuid
+from pathlib import Path
+
+import yaml
+
+from workbench.plumbing import dotted
+from workbench.spec import Spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
+
+BASE = {"name": "base", "model": {"depth": 1, "width": 32, "heads": 2, "context": 32},
+        "data": {"source": "python-stdlib", "max_bytes": 200_000},
+        "train": {"budget": {"steps": 3}, "batch_tokens": 128, "eval_bytes": 2048}}
+"""The base spec of test studies: one block of width 32, three steps."""
+
+FINETUNE = {"data": {"source": "python-docstrings", "max_bytes": 200_000}, "budget": {"steps": 6},
+            "batch_tokens": 256, "eval_bytes": 4096, "lr": 1e-3}
+"""A fine-tuning phase on the docstring pairs, six steps."""
+
+
+def write_study(tmp_path: Path, **fields) -> Path:
+    """A study file over BASE (random sampler, no pruner, fast heartbeats) with `fields` on top."""
+    study = {"name": f"s{uuid.uuid4().hex[:8]}", "base": BASE, "sampler": {"kind": "random", "seed": 0},
+             "pruner": {"kind": "none"}, "heartbeat": {"interval": 0.5, "grace": 30}, **fields}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def tiny_spec(**over) -> Spec:
+    """A spec that trains in about a second, with dotted overrides."""
+    spec = {"name": "tiny", "model": {"depth": 1, "width": 32, "heads": 2, "context": 32},
+            "data": {"source": "python-stdlib", "max_bytes": 300_000},
+            "train": {"budget": {"steps": 6}, "batch_tokens": 256, "eval_bytes": 4096}}
+    return Spec.model_validate(dotted.apply(spec, over))
+
+
+def two_phase(**over) -> Spec:
+    """tiny_spec pretrained 20 steps, then fine-tuned (FINETUNE)."""
+    spec = tiny_spec(**{"train.budget": {"steps": 20}, "train.completions": 8, **over})
+    return Spec.model_validate({**spec.model_dump(), "finetune": FINETUNE})
