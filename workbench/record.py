@@ -122,6 +122,9 @@ class RunRecord(_Plain):
     mfu: float | None
     """Model FLOPs (6N+attn convention) per second over the measured matmul peak."""
     peak_flops: float
+    """The measured dense matmul FLOP/s of the device in the run's compute dtype."""
+    peak_dtype: str | None = None
+    """The dtype that peak was measured in: the run's compute dtype (bfloat16 under bf16 autocast)."""
     peak_memory_bytes: int
     peak_memory_kind: str
     wall_s: float

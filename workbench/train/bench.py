@@ -34,10 +34,12 @@ def bench(spec: Spec, steps: int = 20, warmup: int = 3) -> dict:
     def run(n: int, clock: Clock | None = None) -> float:
         sync()
         start = time.perf_counter()
+        loss = None
         for _ in range(n):
             loss = train_step(model, optimizer, batches, accum, accelerator, t.grad_clip,
                               *([clock] if clock else []))
-        loss.item()
+        if loss is not None:
+            loss.item()                         # the steps are queued until a value is read
         sync()
         return time.perf_counter() - start
 
@@ -46,7 +48,7 @@ def bench(spec: Spec, steps: int = 20, warmup: int = 3) -> dict:
     elapsed = run(steps)
     clock = Clock(enabled=True, cuda=cuda)
     timed = run(steps, clock)
-    peak = accounting.matmul_peak(device, torch.bfloat16 if cuda else torch.float32)
+    peak = engine.peak_flops()
     fpt = accounting.flops_per_token(spec)
     tokens_per_s = steps * t.batch_tokens / elapsed
     inside = sum(clock.seconds.get(k, 0.0) for k in ("forward", "backward", "optimizer"))
@@ -64,6 +66,7 @@ def bench(spec: Spec, steps: int = 20, warmup: int = 3) -> dict:
         "first_step_s": first_step_s,
         "mfu": tokens_per_s * fpt["6N+attn"] / peak,
         "peak_flops": peak,
+        "peak_dtype": str(engine.compute_dtype).removeprefix("torch."),
         "peak_memory_bytes": mem,
         "peak_memory_kind": mem_kind,
         "phase_seconds_per_step": {k: v / steps for k, v in clock.seconds.items()},

@@ -98,7 +98,7 @@ class _Run:
         if self.prep.tokenizer.vocab_size > spec.tokenizer.size:
             raise AssertionError(f"tokenizer has {self.prep.tokenizer.vocab_size} tokens; "
                                  f"the model is built for {spec.tokenizer.size}")
-        self.peak_flops = accounting.matmul_peak(self.device, torch.bfloat16 if self.engine.cuda else torch.float32)
+        self.peak_flops = self.engine.peak_flops()
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_spec(self.run_dir, spec)
@@ -303,6 +303,7 @@ class _Run:
             eval_bytes=self.prep.pretrain.eval_bytes, eval_tokens=int((self.prep.pretrain.eval_y >= 0).sum()),
             entropy_bpb=self.prep.entropy_bpb, tokens_per_s=rate,
             mfu=rate * fpt["6N+attn"] / (self.peak_flops * self.world) if rate else None, peak_flops=self.peak_flops,
+            peak_dtype=str(self.engine.compute_dtype).removeprefix("torch."),
             peak_memory_bytes=mem, peak_memory_kind=mem_kind,
             wall_s=time.perf_counter() - self.wall_start, setup_s=self.setup_s, train_s=self.train_s,
             eval_s=self.eval_s, compile_s=self.compile_s, tokenizer=self.prep.stats, curve=curve,

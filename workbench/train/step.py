@@ -19,6 +19,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, set_seed
 
+from workbench import accounting
 from workbench.data.batches import Batches
 from workbench.model.gpt import build_model, lm_loss
 from workbench.spec import ScheduleSpec, Spec
@@ -120,6 +121,16 @@ class Engine:
     @property
     def device(self) -> torch.device:
         return self.accelerator.device
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the matmuls run in: autocast's under mixed precision, else fp32."""
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.accelerator.mixed_precision, torch.float32)
+
+    def peak_flops(self) -> float:
+        """The measured matmul peak of this device in the run's own compute dtype: the ceiling
+        MFU divides by (a bf16 run measured against an fp32 peak could exceed 100%)."""
+        return accounting.matmul_peak(self.device, self.compute_dtype)
 
 
 def make_engine(spec: Spec) -> Engine:
