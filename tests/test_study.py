@@ -188,7 +188,8 @@ def test_cli_study_status_and_export(tmp_path):
     assert '"complete": 2' in status.stdout
     export = subprocess.run([sys.executable, "-m", "workbench", "study", "export", str(path), "-o", "r.parquet"],
                             cwd=tmp_path, capture_output=True, text=True)
-    assert export.returncode == 0 and pl.read_parquet(tmp_path / "r.parquet").height == 2
+    exported = pl.read_parquet(tmp_path / "r.parquet")
+    assert export.returncode == 0 and exported.filter(pl.col("status") == "completed").height == 2
 
 
 @pytest.mark.parametrize("kind", list(SAMPLERS))
@@ -217,7 +218,7 @@ def test_two_objectives_give_a_pareto_front(tmp_path, monkeypatch):
                                    sampler={"kind": "nsga2", "seed": 0},
                                    search={"model.width": {"choice": [32, 64]}, "model.depth": {"int": [1, 2]}}))
     result = supervise(study, str(tmp_path / "p.journal"), workers=1, poll=0.2)
-    assert result["states"] == {"complete": 4}
+    assert result["states"]["complete"] == 4 and not result["failures"]     # four distinct configurations
     assert result["best"] and all(len(t["values"]) == 2 for t in result["best"])
 
 
@@ -228,16 +229,17 @@ def test_multi_objective_studies_cannot_prune(tmp_path):
 
 def test_resume_with_a_larger_budget_runs_only_the_new_trials(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    path = write_study(tmp_path, trials=2, search={"model.width": {"choice": [32, 64]}})
+    path = write_study(tmp_path, trials=2, search={"model.width": {"choice": [32, 48, 64]}})
     study = load_study(path)
     url = str(tmp_path / "g.journal")
     supervise(study, url, workers=1, poll=0.2)
-    first = {t.number: t.values for t in load_existing(study, url).get_trials()}
+    first = {t.number: t.values for t in load_existing(study, url).get_trials() if t.state == TrialState.COMPLETE}
     data = yaml.safe_load(path.read_text())
     path.write_text(yaml.safe_dump({**data, "trials": 3}))
     result = supervise(load_study(path), url, workers=1, poll=0.2)
-    trials = load_existing(study, url).get_trials()
-    assert result["states"] == {"complete": 3} and len(trials) == 3
+    trials = [t for t in load_existing(study, url).get_trials() if t.state == TrialState.COMPLETE]
+    assert result["states"]["complete"] == 3 and len(trials) == 3
+    assert len({t.params["model.width"] for t in trials}) == 3          # no finished configuration twice
     assert {t.number: t.values for t in trials if t.number in first} == first
 
 

@@ -14,6 +14,7 @@ Conventions, so that numbers from different papers can be compared:
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -88,6 +89,24 @@ def memory_estimate(spec: Spec, bytes_per_activation: int | None = None) -> dict
     return out
 
 
+def machine_memory() -> tuple[int, str]:
+    """Bytes one run can use here and of what: the first GPU's memory, else physical memory."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory, "GPU memory"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "memory"
+
+
+def memory_problem(spec: Spec) -> str | None:
+    """Why `spec` cannot possibly train on this machine (its estimated memory exceeds all the
+    machine has), or None. Said before training, not as an out-of-memory traceback after."""
+    need = memory_estimate(spec)["total"]
+    have, what = machine_memory()
+    if need <= have:
+        return None
+    return (f"estimated training memory {need / 2**30:,.1f} GiB exceeds this machine's {have / 2**30:,.1f} GiB "
+            f"of {what}: shrink the model, the vocabulary or train.micro_batch_tokens")
+
+
 def describe(spec: Spec) -> dict:
     """Everything `workbench describe` prints, as plain data."""
     tokens = budget_tokens(spec)
@@ -104,6 +123,7 @@ def describe(spec: Spec) -> dict:
         "compute": compute(spec, tokens) if tokens else None,
         "finetune": finetune,
         "memory_bytes": memory_estimate(spec),
+        "memory_problem": memory_problem(spec),
     }
 
 

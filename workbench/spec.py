@@ -19,7 +19,7 @@ from workbench.data import tokenizer
 from workbench.data.sources import SOURCES
 from workbench.model.layers import MLPS, NORMS
 from workbench.model.positional import SCHEMES
-from workbench.plumbing.schema import Choice, Section
+from workbench.plumbing.schema import FILE_SAFE, Choice, Section
 
 
 def _described(table: dict, what: str) -> str:
@@ -280,8 +280,8 @@ def _batch_problems(where: tuple[str, ...], t: TrainSpec, context: int) -> list[
 class Spec(Section):
     """One architecture, tokenizer, corpus and training recipe."""
 
-    name: str = Field(min_length=1)
-    """Name of the spec, used for run folders and reports."""
+    name: str = Field(min_length=1, max_length=100, pattern=FILE_SAFE)
+    """Name of the spec, used for run folders and reports: letters, digits, '.', '-', '_'."""
     description: str = ""
     """Free text for people."""
     extends: str | None = None

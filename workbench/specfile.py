@@ -2,7 +2,8 @@
 
 PyYAML composes the document into nodes that remember their marks; we keep a map from each data
 path to the (file, line) it came from, through `extends:` chains, so a pydantic error location
-(a data path) can be pointed back at the line a user wrote.
+(a data path) can be pointed back at the line a user wrote. Reading is bounded: files over a
+megabyte, alias bombs, tags, complex and duplicate keys are refused with the line at fault.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from workbench.data.sources import SOURCES
 from workbench.plumbing import dotted
 from workbench.plumbing.errors import Issue, SpecError
+from workbench.plumbing.schema import FILE_SAFE
 from workbench.spec import Spec
 
 Path_ = tuple[str | int, ...]
@@ -35,34 +37,62 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _to_data(node: yaml.Node, file: str, path: Path_, locs: dict[Path_, Where], loader) -> Any:
-    locs[path] = (file, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            out[key] = _to_data(value_node, file, path + (key,), locs, loader)
-            locs[path + (key,)] = (file, key_node.start_mark.line + 1)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_data(v, file, path + (i,), locs, loader) for i, v in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+MAX_BYTES = 1 << 20       # a spec or study file is a page of YAML, never a megabyte
+MAX_VALUES = 100_000      # values after aliases are expanded: an alias bomb stops here, not at 24 GB
+_PLAIN = {"tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+          "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"}
+_CONTAINERS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
-def read_yaml(path: Path) -> tuple[dict, dict[Path_, Where]]:
-    """Parse one YAML mapping, returning its data and the line of every data path in it."""
-    file = str(path)
+class _Reader:
+    """Turns composed YAML nodes into plain data (mappings with string keys, lists, strings,
+    numbers, booleans, null), remembering the line of every data path, and refusing what a spec
+    never needs: tags (`!!python/...`, `!!binary`, ...), complex or duplicate keys, and more than
+    MAX_VALUES values (aliases are references, so a small file can name billions of them)."""
+
+    def __init__(self, loader: yaml.SafeLoader, file: str):
+        self.loader, self.file, self.values = loader, file, 0
+        self.locs: dict[Path_, Where] = {}
+
+    def fail(self, node: yaml.Node, message: str) -> SpecError:
+        return SpecError([Issue(self.file, node.start_mark.line + 1, "", message)])
+
+    def data(self, node: yaml.Node, path: Path_ = ()) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise self.fail(node, f"more than {MAX_VALUES:,} values once aliases are expanded: "
+                            "not a spec (an alias bomb?)")
+        self.locs[path] = (self.file, node.start_mark.line + 1)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _CONTAINERS:
+            raise self.fail(node, f"the tag {node.tag} is not allowed in a spec")
+        if isinstance(node, yaml.MappingNode):
+            out: dict = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _PLAIN:
+                    raise self.fail(key_node, "a key must be a plain name, not a list, mapping or tagged value")
+                key = self.loader.construct_object(key_node)
+                if key in out:
+                    raise self.fail(key_node, f"duplicate key {key!r} (the first is at line "
+                                    f"{self.locs[path + (key,)][1]})")
+                self.locs[path + (key,)] = (self.file, key_node.start_mark.line + 1)
+                out[key] = self.data(value_node, path + (key,))
+                self.locs[path + (key,)] = (self.file, key_node.start_mark.line + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.data(v, path + (i,)) for i, v in enumerate(node.value)]
+        if node.tag not in _PLAIN:
+            raise self.fail(node, f"the tag {node.tag} is not allowed in a spec")
+        return self.loader.construct_object(node)
+
+
+def _parse(text: str, file: str) -> tuple[Any, dict[Path_, Where]]:
+    """YAML text to plain data and its lines; every problem is a SpecError naming file:line."""
+    loader = None
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError([Issue(file, None, "", "file not found")]) from None
-    except OSError as e:
-        raise SpecError([Issue(file, None, "", f"cannot read: {e.strerror}")]) from None
-    loader = _Loader(text)
-    try:
+        loader = _Loader(text)
         node = loader.get_single_node()
-        locs: dict[Path_, Where] = {}
-        data = {} if node is None else _to_data(node, file, (), locs, loader)
+        reader = _Reader(loader, file)
+        return (None if node is None else reader.data(node)), reader.locs
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
@@ -70,8 +100,32 @@ def read_yaml(path: Path) -> tuple[dict, dict[Path_, Where]]:
         if e.context and e.context_mark and e.context_mark.line + 1 != line:
             message += f" ({e.context} at line {e.context_mark.line + 1})"
         raise SpecError([Issue(file, line, "", message)]) from None
+    except yaml.YAMLError as e:                    # reader errors: control characters, bad encodings
+        raise SpecError([Issue(file, None, "", f"not YAML text: {str(e).splitlines()[0]}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def read_yaml(path: Path) -> tuple[dict, dict[Path_, Where]]:
+    """Parse one YAML mapping, returning its data and the line of every data path in it."""
+    file = str(path)
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise SpecError([Issue(file, None, "", f"{path.stat().st_size:,} bytes: larger than any spec or "
+                                   f"study file ({MAX_BYTES:,} at most)")])
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError([Issue(file, None, "", "file not found")]) from None
+    except IsADirectoryError:
+        raise SpecError([Issue(file, None, "", "a folder, not a spec or study file")]) from None
+    except UnicodeDecodeError as e:
+        raise SpecError([Issue(file, None, "", f"not a UTF-8 text file (byte {e.start} cannot be read)")]) from None
+    except OSError as e:
+        raise SpecError([Issue(file, None, "", f"cannot read: {e.strerror}")]) from None
+    data, locs = _parse(text, file)
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise SpecError([Issue(file, 1, "", "expected a mapping of fields at the top level")])
     return data, locs
@@ -141,6 +195,8 @@ def issues_from(error: ValidationError, locs: dict[Path_, Where], file: str,
             message = "unknown field"
         elif kind == "missing":
             message = "required field is missing"
+        elif kind == "string_pattern_mismatch" and err["ctx"]["pattern"] == FILE_SAFE:
+            message = f"{given!r} is not a safe folder name: use letters, digits, '.', '-' and '_'"
         elif kind == "union_tag_invalid":
             loc += (err["ctx"]["discriminator"].strip("'"),)
             message = f"expected one of {err['ctx']['expected_tags']} (got {err['ctx']['tag']!r})"
@@ -187,11 +243,18 @@ def resolve_paths(data: dict, base: Path) -> dict:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """`model.depth=4` to ('model.depth', 4), the value read as YAML."""
+    """`model.depth=4` to ('model.depth', 4), the value read as YAML with the same rules as a file."""
     if "=" not in text:
         raise SpecError([Issue("--set", None, text, "expected FIELD=VALUE, e.g. model.depth=4")])
     key, value = text.split("=", 1)
-    return key.strip(), yaml.load(value, Loader=_Loader)
+    key = key.strip()
+    if not key or any(not part.strip() for part in key.split(".")):
+        raise SpecError([Issue("--set", None, text, "expected FIELD=VALUE with a dotted field, e.g. model.depth=4")])
+    try:
+        data, _ = _parse(value, "--set")
+    except SpecError as e:
+        raise SpecError([Issue("--set", None, key, e.issues[0].message)]) from None
+    return key, data
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:

@@ -18,7 +18,7 @@ from workbench.plumbing.errors import SpecError
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="Spec or study files to check.")]) -> None:
     """Check spec and study files; report every problem in every file at once."""
-    from workbench.accounting import count_params
+    from workbench.accounting import count_params, memory_problem
     from workbench.specfile import load_spec
     from workbench.specfile import read_yaml
     from workbench.study.file import load_study
@@ -36,6 +36,11 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Spec or study fil
             bad += 1
             for issue in e.issues:
                 err.print(f"[red]error[/red] {issue}", soft_wrap=True)
+            continue
+        too_big = memory_problem(spec)
+        if too_big:
+            bad += 1
+            err.print(f"[red]error[/red] {path}: model: {too_big}", soft_wrap=True)
             continue
         out.print(f"ok  {path}  ({spec.name}, {count_params(spec).total:,} parameters)")
     if bad:
@@ -76,6 +81,8 @@ def describe(spec_file: Path, set_: SetOption = None,
     for key, value in info["memory_bytes"].items():
         table.add_row(f"memory.{key} (estimate)", f"{value / 2**20:,.1f} MiB")
     out.print(table)
+    if info["memory_problem"]:
+        err.print(f"[yellow]warning[/yellow] {spec_file}: model: {info['memory_problem']}", soft_wrap=True)
 
 
 @app.command()
@@ -84,9 +91,11 @@ def train(spec_file: Path, set_: SetOption = None,
           out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder.")] = None,
           quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False) -> None:
     """Train a spec briefly and write its run folder."""
+    from workbench.plumbing.files import writable_folder
     from workbench.train.loop import train as train_spec
     spec = spec_from(spec_file, set_)
     run_dir = out_dir or Path("runs") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    writable_folder(run_dir, "run folder")
     record = train_spec(spec, run_dir, progress=not quiet and sys.stderr.isatty())
     table = Table(show_header=False, box=None)
     rows = [("status", record.status + (f" ({record.reason})" if record.reason else "")),

@@ -47,6 +47,10 @@ def study_run(study_file: Path,
         raise typer.Exit(130) from None
     _print_summary(result)
     out.print(f"storage: {url}")
+    if result["worker_failures"]:
+        err.print(f"[red]error[/red] {len(result['worker_failures'])} worker process(es) died; the first: "
+                  f"{result['worker_failures'][0]}", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _progress_line(s: dict) -> str:

@@ -9,17 +9,37 @@ from safetensors.torch import load_model
 
 from workbench.data.tokenizer import TextTokenizer
 from workbench.model.gpt import GPT, build_model
-from workbench.record import TOKENIZER_FILE, WEIGHTS_FILE, read_run_spec
+from workbench.plumbing.errors import RunFolderError
+from workbench.record import SPEC_FILE, TOKENIZER_FILE, WEIGHTS_FILE, read_run_spec
 
 
 def load_run(run_dir: Path) -> tuple[GPT, TextTokenizer]:
-    """The trained model (eval mode, CPU) and tokenizer of a run folder."""
+    """The trained model (eval mode, CPU) and tokenizer of a run folder; a missing or damaged
+    file is one RunFolderError naming it."""
+    run_dir = Path(run_dir)
     weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():
-        raise FileNotFoundError(f"{run_dir}: no {WEIGHTS_FILE} (not a finished run folder?)")
-    model = build_model(read_run_spec(run_dir))
-    load_model(model, str(weights))
-    return model.eval(), TextTokenizer.load(run_dir / TOKENIZER_FILE)
+        raise RunFolderError(f"{run_dir}: no {WEIGHTS_FILE} (not a finished run folder?)")
+    try:
+        model = build_model(read_run_spec(run_dir))
+    except Exception as e:
+        raise RunFolderError(f"{run_dir}: {SPEC_FILE} is missing or not a valid spec "
+                             f"({type(e).__name__}: {_first_line(e)})") from None
+    try:
+        load_model(model, str(weights))
+    except Exception as e:
+        raise RunFolderError(f"{run_dir}: {WEIGHTS_FILE} does not hold this spec's weights "
+                             f"({type(e).__name__}: {_first_line(e)})") from None
+    try:
+        tok = TextTokenizer.load(run_dir / TOKENIZER_FILE)
+    except Exception as e:
+        raise RunFolderError(f"{run_dir}: {TOKENIZER_FILE} is missing or damaged "
+                             f"({type(e).__name__}: {_first_line(e)})") from None
+    return model.eval(), tok
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]
 
 
 @torch.no_grad()

@@ -46,3 +46,11 @@ class LaunchError(UserError):
 
 class FitError(UserError):
     """A table of runs that cannot be fitted as asked; names the file and the column."""
+
+
+class OutputError(UserError):
+    """A place the workbench must write to is not a writable folder; names the path."""
+
+
+class RunFolderError(UserError):
+    """A run folder that is missing, incomplete or damaged; names the folder and the file."""

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable
 
+from workbench.plumbing.errors import OutputError
+
 Content = str | bytes | Callable[[IO[bytes]], object]
 
 
@@ -29,4 +31,21 @@ def write_atomic(path: Path, content: Content) -> Path:
     except BaseException:
         os.unlink(tmp)
         raise
+    return path
+
+
+def writable_folder(path: Path, what: str = "folder") -> Path:
+    """`path` as a folder this process can write in (made if missing), checked by writing and
+    removing a file there, so a run or a study is refused before any work rather than failing
+    after it. Raises OutputError naming the path."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"cannot write in the {what} {path}: {e.strerror or e}") from None
     return path

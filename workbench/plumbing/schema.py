@@ -9,16 +9,43 @@ table is all a new variant needs: the schema, `workbench schema` and the error m
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import types
+from typing import Any, Mapping, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError, core_schema
+
+
+FILE_SAFE = r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+"""Names that are safe as one folder name (run folders, study folders): letters, digits, '.',
+'-' and '_', and not '.' or '..'. Used as a pydantic `pattern`, whose errors specfile explains."""
 
 
 class Section(BaseModel):
-    """A part of a spec or study: unknown fields are errors, attribute docstrings document it."""
+    """A part of a spec or study: unknown fields are errors, attribute docstrings document it,
+    numbers are finite, and a boolean is never taken for a number (`depth: true` is an error,
+    not 1)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True,
+                              allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            errors = [InitErrorDetails(type=PydanticCustomError("number_not_bool", "expected a number, got a boolean"),
+                                       loc=(key,), input=value)
+                      for key, value in data.items() if isinstance(value, bool) and key in cls.model_fields
+                      and _numeric(cls.model_fields[key].annotation)]
+            if errors:
+                raise ValidationError.from_exception_data(cls.__name__, errors)
+        return data
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field takes numbers but not booleans: int, float, or either or None."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    return bool({int, float} & set(options)) and bool not in options
 
 
 def one_of(names: list[str]) -> str:

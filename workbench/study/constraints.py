@@ -3,6 +3,7 @@ quantities they can name, each read from the spec alone, and the parser of their
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 from typing import Callable
@@ -36,9 +37,12 @@ def parse(text: str) -> tuple[str, str, float]:
         raise ValueError(f"expected 'QUANTITY OP NUMBER' with QUANTITY one of {', '.join(QUANTITIES)} "
                          f"and OP one of {', '.join(OPERATORS)} (got {text!r})")
     try:
-        return parts[0], parts[1], float(parts[2])
+        bound = float(parts[2])
     except ValueError:
         raise ValueError(f"{parts[2]!r} is not a number (in {text!r})") from None
+    if not math.isfinite(bound):
+        raise ValueError(f"{parts[2]!r} is not a finite number (in {text!r})")
+    return parts[0], parts[1], bound
 
 
 def violated(spec: Spec, constraints: list[str]) -> str | None:

@@ -11,7 +11,7 @@ from workbench.plumbing.errors import Issue, SpecError
 from workbench.spec import Spec
 from workbench.specfile import read_with_extends, read_yaml, resolve_paths, validate_data
 from workbench.study.objectives import OBJECTIVES
-from workbench.study.schema import ChoiceParam, FloatParam, StudyFile, StudySpec
+from workbench.study.schema import ChoiceParam, FloatParam, IntParam, StudyFile, StudySpec
 from workbench.study.space import Infeasible, spec_for
 
 
@@ -72,6 +72,8 @@ def _space_problems(study: StudyFile) -> list[tuple[tuple, str]]:
             out.append((("search", path), "the grid sampler needs choices or integer ranges"))
     for i, entry in enumerate(study.spec.enqueue):
         out += [(("enqueue", i), f"{k!r} is not a field of the base spec") for k in entry if not known(k)]
+        out += [(("enqueue", i), f"{k}: {why}") for k, v in entry.items()
+                if k in study.spec.search and (why := _outside(study.spec.search[k], v))]
     if study.spec.ladder:
         for i, entry in enumerate(study.spec.ladder.sizes + study.spec.ladder.groups):
             out += [(("ladder",), f"{k!r} is not a field of the base spec") for k in entry if not known(k)]
@@ -87,3 +89,16 @@ def _space_problems(study: StudyFile) -> list[tuple[tuple, str]]:
     return out
 
 
+def _outside(param, value) -> str | None:
+    """Why a baseline's value lies outside a searched field's domain (a sampler would crash on
+    it, and its retry would run a sampled value still called a baseline), or None."""
+    if isinstance(param, ChoiceParam):
+        return None if value in param.choice else f"{value!r} is not one of the choices {param.choice}"
+    low, high = param.int if isinstance(param, IntParam) else param.float
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{value!r} is not a number in [{low}, {high}]"
+    if not low <= value <= high:
+        return f"{value!r} lies outside the searched range [{low}, {high}]"
+    if isinstance(param, IntParam) and (value != int(value) or (value - low) % param.step):
+        return f"{value!r} is not one of the integers {low}, {low + param.step}, ... {high} searched"
+    return None

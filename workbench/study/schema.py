@@ -11,15 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from workbench.plumbing.schema import Choice, Section, one_of
+from workbench.plumbing.schema import FILE_SAFE, Choice, Section, one_of
 from workbench.spec import FlopsConvention, Spec
 from workbench.study.constraints import parse as parse_constraint
 from workbench.study.objectives import FITTABLE, OBJECTIVES
 from workbench.study.samplers import PRUNERS, SAMPLERS
 
+MAX_LADDER_TOKENS = 1e15        # a quadrillion tokens: far beyond any run this tool trains
+MAX_LADDER_FLOPS = 1e30
 
 
 class _Param(Section):
@@ -38,6 +40,20 @@ class IntParam(_Param):
     log: bool = False
     """Sample on a log scale."""
 
+    @model_validator(mode="after")
+    def _ordered(self) -> IntParam:
+        return _check_range(self, self.int)
+
+
+def _check_range(param, bounds):
+    low, high = bounds
+    if low > high:
+        raise PydanticCustomError("range", "the range [{low}, {high}] is reversed: give [low, high]",
+                                  {"low": low, "high": high})
+    if param.log and low <= 0:
+        raise PydanticCustomError("range", "a log range needs a positive low bound (got {low})", {"low": low})
+    return param
+
 
 class FloatParam(_Param):
     """A real range."""
@@ -46,6 +62,10 @@ class FloatParam(_Param):
     """[low, high]."""
     log: bool = False
     """Sample on a log scale (for learning rates, scales, ...)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatParam:
+        return _check_range(self, self.float)
 
 
 class ChoiceParam(_Param):
@@ -60,13 +80,22 @@ class ChoiceParam(_Param):
 
 Param = Union[IntParam, FloatParam, ChoiceParam]
 
+def _constraint(text: str) -> str:
+    try:
+        parse_constraint(text)
+    except ValueError as e:
+        raise PydanticCustomError("constraint", "{reason}", {"reason": str(e)}) from None
+    return text
+
+
 class SamplerSpec(Section):
     """The Optuna sampler, named explicitly so results do not change with Optuna's defaults."""
 
     kind: Annotated[str, Choice(SAMPLERS)] = "tpe"
     """tpe, random, grid (choices and integer ranges only), cmaes, gp, nsga2 (several objectives)."""
     seed: int = 0
-    """Seed; worker i uses seed + i so parallel workers do not propose the same trials."""
+    """Seed of the study; each worker draws its own stream from it, its index and the trials
+    already stored, so parallel or resumed workers do not replay each other's proposals."""
 
 
 class PrunerSpec(Section):
@@ -83,9 +112,9 @@ class LadderSpec(Section):
 
     sizes: list[dict[str, Any]] = Field(min_length=1)
     """Model sizes, each a mapping of dotted spec fields, e.g. {model.depth: 2, model.width: 128}."""
-    flops: list[float] | None = None
+    flops: list[Annotated[float, Field(gt=0, le=MAX_LADDER_FLOPS)]] | None = None
     """Compute budgets (IsoFLOP design): each point trains flops / flops-per-token tokens."""
-    tokens: list[float] | None = None
+    tokens: list[Annotated[float, Field(ge=1, le=MAX_LADDER_TOKENS)]] | None = None
     """Token budgets: an explicit grid of sizes x tokens."""
     groups: list[dict[str, Any]] = [{}]
     """Variants crossed with the grid (e.g. each positional scheme), as dotted-field mappings."""
@@ -123,8 +152,8 @@ class HeartbeatSpec(Section):
 class StudySpec(Section):
     """A search over specs, run as an Optuna study."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    """Study name: the Optuna study name and its run folder."""
+    name: str = Field(min_length=1, max_length=100, pattern=FILE_SAFE)
+    """Study name: the Optuna study name and its run folder (letters, digits, '.', '-', '_')."""
     description: str = ""
     """Free text for people."""
     base: str | dict[str, Any]
@@ -132,7 +161,7 @@ class StudySpec(Section):
     search: dict[str, Param] = {}
     """Dotted spec fields mapped to distributions: {int: [lo, hi]}, {float: [lo, hi], log: true},
     {choice: [...]}; any may carry `when:` (conditional) and choices `divides:`."""
-    constraints: list[str] = []
+    constraints: list[Annotated[str, AfterValidator(_constraint)]] = []
     """Checked before training, e.g. "params <= 5e6"; quantities: params, nonembedding_params,
     flops_per_token, memory (bytes), tokens. An infeasible sample is recorded, never trained."""
     objectives: list[str | dict[str, Literal["minimize", "maximize"]]] = ["val_bpb"]
@@ -163,16 +192,10 @@ class StudySpec(Section):
                 if name not in OBJECTIVES:
                     raise PydanticCustomError("objective", "unknown objective {name}; expected {known}",
                                               {"name": repr(name), "known": one_of(list(OBJECTIVES))})
-        return value
-
-    @field_validator("constraints")
-    @classmethod
-    def _parse_constraints(cls, value: list[str]) -> list[str]:
-        for text in value:
-            try:
-                parse_constraint(text)
-            except ValueError as e:
-                raise PydanticCustomError("constraint", "{reason}", {"reason": str(e)}) from None
+        names = [n for item in value for n in ([item] if isinstance(item, str) else item)]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise PydanticCustomError("objective", "{names} named more than once", {"names": ", ".join(twice)})
         return value
 
     def directions(self) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from typing import Any
 import optuna
 from pydantic import ValidationError
 
+from workbench.accounting import memory_problem
 from workbench.plumbing import dotted
 from workbench.spec import Spec
 from workbench.study.constraints import violated
@@ -60,7 +61,7 @@ def spec_for(study: StudyFile, overrides: dict[str, Any], number: int) -> Spec:
         spec = Spec.model_validate(data)
     except ValidationError as e:  # the sample is an impossible shape
         raise Infeasible("; ".join(_explain(err) for err in e.errors(include_url=False))) from None
-    reason = violated(spec, study.spec.constraints)
+    reason = violated(spec, study.spec.constraints) or memory_problem(spec)
     if reason:
         raise Infeasible(reason)
     return spec

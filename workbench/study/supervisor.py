@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from workbench.plumbing.files import writable_folder
 from workbench.plumbing.process import die_with_parent
 from workbench.study.devices import WorkerPlan, gpu_count, plan_workers
 from workbench.study.schema import StudyFile
@@ -55,7 +56,7 @@ def summary(ostudy: optuna.Study) -> dict[str, Any]:
         "best": [{"number": t.number, "values": t.values, "fields": t.user_attrs.get("fields", {})}
                  for t in best],
         "failures": [{"number": t.number, "status": t.user_attrs.get("status"), "reason": t.user_attrs.get("reason")}
-                     for t in trials if t.state == TrialState.FAIL],
+                     for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("status") != "duplicate"],
     }
 
 
@@ -65,14 +66,14 @@ def supervise(study: StudyFile, url: str, workers: int | str, on_progress=None, 
     budget is spent, replacing workers that die (their trials are retried); returns the summary.
     Each trial runs on gpus_per_trial data-parallel devices (default: the base spec's
     train.devices)."""
+    folder = writable_folder(study_dir(study), "study folder")
+    writable_folder(folder / "trials", "trials folder")       # else every trial would fail and spend the budget
     ostudy = create_or_resume(study, url)
     reap(ostudy, study, url)
-    folder = study_dir(study)
-    folder.mkdir(parents=True, exist_ok=True)
     plans = plan_workers(workers, gpu_count(), trials_per_gpu,
                          gpus_per_trial=gpus_per_trial or study.base.train.devices)
     procs = {p.index: spawn_worker(study, url, p, folder / f"worker-{p.index}.log") for p in plans}
-    restarts = 0
+    restarts, deaths = 0, []
     try:
         while procs:
             time.sleep(poll)
@@ -82,6 +83,7 @@ def supervise(study: StudyFile, url: str, workers: int | str, on_progress=None, 
                     continue
                 del procs[i]
                 if code != 0:
+                    deaths.append(f"worker {i} exited with {code}: {worker_error(folder / f'worker-{i}.log')}")
                     reap(ostudy, study, url)
                     left = counted(ostudy.get_trials(deepcopy=False)) < ostudy.user_attrs["planned_trials"] or \
                         ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,))
@@ -95,4 +97,17 @@ def supervise(study: StudyFile, url: str, workers: int | str, on_progress=None, 
             proc.terminate()
         for proc in procs.values():
             proc.wait()
-    return summary(ostudy)
+    return {**summary(ostudy), "worker_failures": deaths}
+
+
+def worker_error(log: Path) -> str:
+    """The error a dead worker's log ends with (its exception's last line), or why there is none."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return f"no log ({log})"
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head.replace(".", "").replace("_", "").isalnum() and head.endswith(("Error", "Exception", "Interrupt")):
+            return line[:300]
+    return (lines[-1][:300] if lines else "no output") + f" (log: {log})"

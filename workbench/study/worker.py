@@ -9,19 +9,22 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from workbench.plumbing.files import writable_folder
 from workbench.record import RunRecord
 from workbench.study.objectives import OBJECTIVES
 from workbench.study.samplers import PRUNERS, SAMPLERS
-from workbench.study.schema import StudyFile
+from workbench.study.schema import FloatParam, StudyFile
 from workbench.study.space import Infeasible, grid, spec_for, suggest
 from workbench.study.storage import claim_lock, load_existing, study_dir
 
 # A machine's name in the storage; set WORKBENCH_HOST where machines share a hostname (containers).
 HOST = os.environ.get("WORKBENCH_HOST") or socket.gethostname()
 WORKER_ID = f"{HOST}:{os.getpid()}"
+MAX_DUPLICATES = 25      # proposals in a row that repeat finished configurations: the space is spent
 
 
 def counted(trials: list[optuna.trial.FrozenTrial]) -> int:
@@ -141,6 +144,12 @@ def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root:
         spec = spec_for(study, {**chosen, **({"train.devices": devices} if devices else {})}, trial.number)
     except Infeasible as e:
         return _finish(ostudy, trial, "infeasible", str(e))
+    twin = _finished_twin(ostudy, study, trial)
+    if twin is not None:
+        # A discrete space's configuration that already finished would teach nothing new: this
+        # trial gives its place in the budget back (retried), and the worker asks again.
+        trial.set_user_attr("retried", True)
+        return _finish(ostudy, trial, "duplicate", f"the same configuration as finished trial {twin}")
     trial.set_user_attr("fields", chosen)
     trial.set_user_attr("spec", spec.model_dump(mode="json"))
     run_dir = root / "trials" / f"{trial.number:04d}"
@@ -185,6 +194,18 @@ def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root:
     return _finish(ostudy, trial, record.status, record.reason)
 
 
+def _finished_twin(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial) -> int | None:
+    """A completed searched trial with exactly this trial's parameters, where the search space
+    is discrete (every float range would make an exact repeat a coincidence worth running)."""
+    if trial.user_attrs.get("origin", "search") != "search" or not trial.params \
+            or any(isinstance(p, FloatParam) for p in study.spec.search.values()):
+        return None
+    for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.number != trial.number and t.params == trial.params and t.user_attrs.get("origin") == "search":
+            return t.number
+    return None
+
+
 def _finish(ostudy: optuna.Study, trial: optuna.Trial, status: str, reason: str | None,
             values: list[float] | None = None) -> str:
     trial.set_user_attr("status", status)
@@ -201,10 +222,15 @@ def work(study: StudyFile, url: str, index: int = 0, root: Path | None = None, d
     """The worker loop: claim, run, repeat until the budget is spent and no other worker's
     trial is still running (a dead worker's trial is then retried here). Returns trials run."""
     s = study.spec.sampler
-    ostudy = load_existing(study, url, sampler=SAMPLERS[s.kind].make(s.seed + index, grid(study)),
+    ostudy = load_existing(study, url)
+    # Each worker draws its own stream, from the study seed, its index and the trials already
+    # stored: a resumed or concurrent worker never replays another's (or its own earlier) draws.
+    seed = int(np.random.SeedSequence([s.seed, index, len(ostudy.get_trials(deepcopy=False))]).generate_state(1)[0])
+    ostudy = load_existing(study, url, sampler=SAMPLERS[s.kind].make(seed, grid(study)),
                            pruner=PRUNERS[study.spec.pruner.kind].make())
     root = root or study_dir(study)
-    n = 0
+    writable_folder(root / "trials", "trials folder")
+    n = duplicates = 0
     while True:
         trial = claim(ostudy, study, url)
         if trial is None:
@@ -212,5 +238,10 @@ def work(study: StudyFile, url: str, index: int = 0, root: Path | None = None, d
                 return n
             time.sleep(study.spec.heartbeat.interval)
             continue
-        run_trial(ostudy, study, trial, root, devices)
-        n += 1
+        status = run_trial(ostudy, study, trial, root, devices)
+        duplicates = duplicates + 1 if status == "duplicate" else 0
+        if duplicates >= MAX_DUPLICATES:
+            print(f"worker {index}: {duplicates} proposals in a row repeated finished configurations: "
+                  "the discrete search space looks exhausted; stopping", flush=True)
+            return n
+        n += status != "duplicate"

@@ -23,6 +23,7 @@ from workbench.data.batches import Batches
 from workbench.data.prepared import prepare, warm_caches
 from workbench.evaluate import suite as judge
 from workbench.evaluate.heldout import heldout_metrics
+from workbench.plumbing.errors import Issue, SpecError
 from workbench.record import (TOKENIZER_FILE, WEIGHTS_FILE, EvalPoint, EvalSuite, Metrics, PhaseRecord, Pruned,
                               RunRecord, append_metrics, write_record, write_spec)
 from workbench.spec import Spec, TrainSpec
@@ -68,6 +69,9 @@ def train(spec: Spec, run_dir: Path | None = None, *, progress: bool = False,
     `pruned`. Both still return (and write) a record. With `train.devices` above 1 the run is an
     Accelerate data-parallel job in processes of its own (see parallel.py).
     """
+    too_big = accounting.memory_problem(spec)
+    if too_big:
+        raise SpecError([Issue(f"spec {spec.name}", None, "model", too_big)])
     if spec.train.devices > 1:
         warm_caches(spec)    # tokenizer and streams cached here, not while the ranks wait in a barrier
         return launch(spec, run_dir, on_eval=on_eval, progress=progress)
