@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from workbench.data.sources import SOURCES
 from workbench.plumbing import dotted
 from workbench.plumbing.errors import Issue, SpecError
 from workbench.plumbing.schema import FILE_SAFE
@@ -179,12 +178,11 @@ def _locate(locs: dict[Path_, Where], path: Path_, default: str) -> Where:
     return (default, None)
 
 
-def issues_from(error: ValidationError, locs: dict[Path_, Where], file: str,
-                prefix: Path_ = ()) -> list[Issue]:
+def issues_from(error: ValidationError, locs: dict[Path_, Where], file: str, data: Any = None) -> list[Issue]:
     """Turn pydantic errors into Issues pointing at the YAML lines they came from."""
     issues = []
     for err in error.errors(include_url=False):
-        loc = prefix + tuple(p for p in err["loc"] if not _is_union_tag(p))
+        loc = _data_path(err["loc"], locs, data, missing=err["type"] == "missing")
         if err["type"] == "impossible":
             for sub, message in err["ctx"]["problems"]:
                 full = loc + tuple(sub)
@@ -206,13 +204,16 @@ def issues_from(error: ValidationError, locs: dict[Path_, Where], file: str,
     return issues
 
 
-# The data sources' `source` names: a new source needs no edit here.
-_UNION_TAGS = set(SOURCES)
-
-
-def _is_union_tag(part: Any) -> bool:
-    # Discriminated unions add the tag ('synthetic', ...) to locations; it is not a data path.
-    return isinstance(part, str) and part in _UNION_TAGS
+def _data_path(loc: tuple, locs: dict[Path_, Where], data: Any, missing: bool) -> Path_:
+    """A pydantic error location as the data path a user wrote: unions put the member's tag
+    into locations (a data source's name, a search distribution's kind), which no file holds;
+    only a missing field is named without having been written."""
+    out: Path_ = ()
+    for i, part in enumerate(loc):
+        written = out + (part,) in locs or _exists(data, out + (part,))
+        if written or (missing and i == len(loc) - 1) or not isinstance(part, str):
+            out += (part,)
+    return out
 
 
 def _dotted(path: Path_) -> str:
@@ -223,7 +224,7 @@ def validate_data(model: type[M], data: dict, locs: dict[Path_, Where], file: st
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise SpecError(issues_from(e, locs, file)) from None
+        raise SpecError(issues_from(e, locs, file, data)) from None
 
 
 def resolve_paths(data: dict, base: Path) -> dict:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from workbench.plumbing.schema import FILE_SAFE, Choice, Section, one_of
@@ -78,7 +78,18 @@ class ChoiceParam(_Param):
     model.heads); each such value of the other field gets its own parameter."""
 
 
-Param = Union[IntParam, FloatParam, ChoiceParam]
+def _param_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return next((PARAM_TAGS[key] for key in ("int", "float", "choice") if key in value), None)
+    return {IntParam: "int-range", FloatParam: "float-range", ChoiceParam: "choices"}.get(type(value))
+
+
+PARAM_TAGS = {"int": "int-range", "float": "float-range", "choice": "choices"}
+"""How a search field's distribution is told apart: by the key it gives (int, float or choice)."""
+Param = Annotated[Union[Annotated[IntParam, Tag("int-range")], Annotated[FloatParam, Tag("float-range")],
+                        Annotated[ChoiceParam, Tag("choices")]],
+                  Discriminator(_param_kind, custom_error_type="distribution",
+                                custom_error_message="expected {int: [lo, hi]}, {float: [lo, hi]} or {choice: [...]}")]
 
 def _constraint(text: str) -> str:
     try:

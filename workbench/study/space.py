@@ -4,6 +4,7 @@ constraints before anything trains."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -80,3 +81,12 @@ def grid(study: StudyFile) -> dict[str, list[Any]]:
     grid sampler enumerates."""
     return {path: p.choice if isinstance(p, ChoiceParam) else list(range(p.int[0], p.int[1] + 1, p.step))
             for path, p in study.spec.search.items() if not isinstance(p, FloatParam)}
+
+
+def space_size(study: StudyFile) -> int | None:
+    """How many configurations the search space has, when it is discrete and unconditional (no
+    float range, no `when`, no `divides`); None otherwise."""
+    if not study.spec.search or any(isinstance(p, FloatParam) or p.when or getattr(p, "divides", None)
+                                    for p in study.spec.search.values()):
+        return None
+    return math.prod(len(values) for values in grid(study).values())

@@ -87,7 +87,9 @@ def supervise(study: StudyFile, url: str, workers: int | str, on_progress=None, 
                     reap(ostudy, study, url)
                     left = counted(ostudy.get_trials(deepcopy=False)) < ostudy.user_attrs["planned_trials"] or \
                         ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                    if left and restarts < 3 * len(plans):
+                    # Exit code 2 is a user error the worker named (a study file gone, a bad storage
+                    # URL): a new worker would only say it again.
+                    if left and code != 2 and restarts < 3 * len(plans):
                         restarts += 1
                         procs[i] = spawn_worker(study, url, plans[i], folder / f"worker-{i}.log")
             if on_progress:

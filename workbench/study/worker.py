@@ -18,7 +18,7 @@ from workbench.record import RunRecord
 from workbench.study.objectives import OBJECTIVES
 from workbench.study.samplers import PRUNERS, SAMPLERS
 from workbench.study.schema import FloatParam, StudyFile
-from workbench.study.space import Infeasible, grid, spec_for, suggest
+from workbench.study.space import Infeasible, grid, space_size, spec_for, suggest
 from workbench.study.storage import claim_lock, load_existing, study_dir
 
 # A machine's name in the storage; set WORKBENCH_HOST where machines share a hostname (containers).
@@ -197,7 +197,7 @@ def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root:
 def _finished_twin(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial) -> int | None:
     """A completed searched trial with exactly this trial's parameters, where the search space
     is discrete (every float range would make an exact repeat a coincidence worth running)."""
-    if trial.user_attrs.get("origin", "search") != "search" or not trial.params \
+    if trial.user_attrs.get("origin", "search") != "search" or not trial.params or "retry_of" in trial.user_attrs \
             or any(isinstance(p, FloatParam) for p in study.spec.search.values()):
         return None
     for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -231,7 +231,14 @@ def work(study: StudyFile, url: str, index: int = 0, root: Path | None = None, d
     root = root or study_dir(study)
     writable_folder(root / "trials", "trials folder")
     n = duplicates = 0
+    size = space_size(study)
     while True:
+        done = {tuple(sorted(t.params.items())) for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.user_attrs.get("origin") == "search"}
+        if size is not None and len(done) >= size and not ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            print(f"worker {index}: all {size} configurations of the discrete search space are done; "
+                  "the rest of the budget cannot be spent without repeating one", flush=True)
+            return n
         trial = claim(ostudy, study, url)
         if trial is None:
             if not ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
