@@ -1,7 +1,12 @@
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
+
+from support import two_phase
+from workbench.train.loop import train
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _cache(tmp_path_factory):
@@ -10,9 +15,9 @@ def _cache(tmp_path_factory):
     yield
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh PostgreSQL database for one test, dropped after. Never skipped under CI."""
+@contextmanager
+def _database():
+    """A fresh PostgreSQL database, dropped after. Never skipped under CI."""
     psycopg = pytest.importorskip("psycopg")
     name = f"wb_test_{uuid.uuid4().hex[:10]}"
     try:
@@ -27,3 +32,26 @@ def postgres_url():
     finally:
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database for one test."""
+    with _database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url():
+    """A fresh PostgreSQL database shared by the tests of one module (one scenario, several checks)."""
+    with _database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def two_phase_run(tmp_path_factory):
+    """support.two_phase trained once into a run folder: (spec, record, run folder). Pretrained,
+    fine-tuned and judged by the whole evaluation suite, so every objective has a value."""
+    spec = two_phase()
+    run = tmp_path_factory.mktemp("two-phase")
+    return spec, train(spec, run), run

@@ -7,7 +7,8 @@ from pathlib import Path
 import yaml
 
 from workbench.plumbing import dotted
-from workbench.spec import Spec
+from workbench.data.tokenizer import KINDS
+from workbench.spec import Spec, TokenizerSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -44,3 +45,48 @@ def two_phase(**over) -> Spec:
     """tiny_spec pretrained 20 steps, then fine-tuned (FINETUNE)."""
     spec = tiny_spec(**{"train.budget": {"steps": 20}, "train.completions": 8, **over})
     return Spec.model_validate({**spec.model_dump(), "finetune": FINETUNE})
+
+
+VARIED = [
+    "héllo  wörld, naïve café",
+    "tabs\t\tand\nnewlines\n\n\nend",
+    "CRLF line\r\nnext\r\n",
+    "emoji 😀🎉 family 👩‍👩‍👧 flag 🇫🇷",
+    "日本語のテキストと한국어 and Ελληνικά",
+    "   leading and trailing   ",
+    "x" * 500,
+    " " * 300 + "y",
+    "\x00\x01\x7f control and \u200b zero width",
+    "a literal <|endoftext|> inside a document",
+    "<unk> [UNK] <0x41> ▁ Ġ ##suffix",
+    "a",
+    "",
+]
+"""Texts that tokenizers get wrong when they get anything wrong."""
+
+
+def tokenizer_spec(kind: str, size: int = 1024, **fields) -> TokenizerSpec:
+    """A tokenizer section of `kind`; `size` is its vocabulary where the kind lets one be chosen."""
+    return TokenizerSpec(kind=kind, vocab_size=None if KINDS[kind].fixed_size else size, **fields)
+
+
+def write_docs(folder: Path, n: int, start: int = 0) -> None:
+    """n small text files doc000.txt ... in `folder` (33 bytes each)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + n):
+        (folder / f"doc{i:03d}.txt").write_text(f"document {i}\n" * 3)
+
+
+def files_corpus(*paths: Path | str, **fields):
+    """The corpus of a `files` source over `paths`."""
+    from workbench.data.corpus import load_corpus
+    from workbench.data.sources import FilesData
+    return load_corpus(FilesData(source="files", paths=[str(p) for p in paths], **fields))
+
+
+def model_spec(**model) -> Spec:
+    """A spec of two blocks of width 64 (4 heads, context 24) with `model` fields on top; for
+    building models, not for training them."""
+    base = {"depth": 2, "width": 64, "heads": 4, "context": 24}
+    return Spec.model_validate({"name": "t", "model": {**base, **model},
+                                "train": {"budget": {"steps": 1}, "batch_tokens": 24}})

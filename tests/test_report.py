@@ -39,7 +39,7 @@ def browser():
 def test_report_renders_every_figure_and_escapes_user_text(tmp_path, monkeypatch, browser):
     monkeypatch.chdir(tmp_path)
     base = {**BASE, "name": EVIL, "description": f"about {EVIL}"}
-    path = write_study(tmp_path, trials=3, base=base, search={"model.width": {"choice": [32, 64]}},
+    path = write_study(tmp_path, trials=3, base=base, search={"model.width": {"choice": [32, 64]}, "train.lr": {"float": [2e-3, 4e-3]}},
                        ladder={"tokens": [256, 512], "sizes": [{"model.depth": 1}, {"model.depth": 2}]},
                        enqueue=[{"model.heads": 3}])      # infeasible: its reason quotes user input
     study = load_study(path)

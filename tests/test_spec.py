@@ -1,76 +1,118 @@
-"""Spec files: every example validates, every broken file fails with file:line and field."""
+"""The spec schema: every variant choice is pinned to the table of its implementations, shape
+rules are gathered at once, digests are stable, and a fine-tuning phase inherits its recipe."""
 
-import json
-import re
-import subprocess
-import sys
-from pathlib import Path
+from __future__ import annotations
 
 import pytest
+import yaml
+from pydantic import ValidationError
 
-from support import ROOT, SPECS
-from workbench.spec import Spec
+from support import ROOT, model_spec, tiny_spec
+from workbench.data.sources import SOURCES
+from workbench.data.tokenizer import KINDS
+from workbench.model.layers import MLPS, NORMS
+from workbench.model.positional import SCHEMES
+from workbench.plumbing import dotted
 from workbench.plumbing.errors import SpecError
+from workbench.plumbing.schema import one_of
+from workbench.spec import FinetuneSpec, Spec
 from workbench.specfile import load_spec
 
-BROKEN = sorted(p for p in (Path(__file__).parent / "broken").glob("*.yaml") if not p.name.startswith("_"))
+CHOICES = {
+    "model.positional.kind": ("PositionalSpec", SCHEMES),
+    "model.mlp.kind": ("MLPSpec", MLPS),
+    "model.norm": ("ModelSpec", NORMS),
+    "tokenizer.kind": ("TokenizerSpec", KINDS),
+}
+"""Every named choice of a spec: its dotted path, the schema section holding it, its table."""
+
+BASE = {"name": "pins", "model": {"depth": 1, "width": 64, "heads": 4, "context": 16},
+        "tokenizer": {"kind": "byte"}, "train": {"budget": {"steps": 1}, "batch_tokens": 32}}
 
 
-@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
-def test_example_specs_validate(path):
-    spec = load_spec(path)
-    assert spec.name == path.stem
-    assert Spec.model_validate(spec.model_dump()) == spec  # resolved specs round-trip
+def _load(tmp_path, **over) -> Spec:
+    """BASE with dotted overrides, written as YAML and loaded as a user's file would be."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(dotted.apply(BASE, over), sort_keys=False))
+    return load_spec(path)
 
 
-def _expectation(path: Path) -> tuple[int, str, str]:
-    line, field, text = re.match(r"# expect: (\d+) (\S+) (.+)", path.read_text().splitlines()[0]).groups()
-    return int(line), field, text
+def _line(tmp_path, text: str) -> int:
+    lines = (tmp_path / "spec.yaml").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
 
 
-@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.name)
-def test_broken_specs_name_file_line_and_field(path):
-    line, field, text = _expectation(path)
+# ------------------------------------------------------------------------ one table per choice
+
+
+@pytest.mark.parametrize("path", CHOICES)
+def test_the_schema_lists_exactly_the_table(path):
+    section, table = CHOICES[path]
+    field = Spec.model_json_schema()["$defs"][section]["properties"][path.rsplit(".", 1)[1]]
+    assert field["enum"] == list(table)
+    assert all(name in field["description"] for name in table)         # documented from the table
+
+
+@pytest.mark.parametrize("path", CHOICES)
+def test_a_name_outside_the_table_is_an_error_naming_the_field(tmp_path, path):
     with pytest.raises(SpecError) as info:
-        load_spec(path)
-    issue = info.value.issues[0]
-    assert (issue.file, issue.line) == (str(path), line)
-    if field != "-":
-        assert issue.field == field
-    assert text in issue.message
-    assert str(issue).startswith(f"{path}:{line}: ")
-
-
-def test_every_error_is_reported_at_once(tmp_path):
-    bad = tmp_path / "many.yaml"
-    bad.write_text("name: many\nmodel:\n  depth: x\n  width: 64\n  heads: 4\n  context: 32\n"
-                   "  colour: red\ntrain: {budget: {steps: 1}, batch_tokens: 64, lr: -1}\n")
-    with pytest.raises(SpecError) as info:
-        load_spec(bad)
-    found = {(i.line, i.field) for i in info.value.issues}
-    assert found == {(3, "model.depth"), (7, "model.colour"), (8, "train.lr")}
-
-
-def test_extends_overrides_and_keeps_base_lines(tmp_path):
-    (tmp_path / "base.yaml").write_text("name: base\nmodel: {depth: 2, width: 64, heads: 4, context: 32}\n"
-                                        "train: {budget: {steps: 1}, batch_tokens: 64}\n")
-    (tmp_path / "child.yaml").write_text("extends: base.yaml\nname: child\nmodel: {depth: 3}\n"
-                                         "train: {batch_tokens: 48}\n")
-    with pytest.raises(SpecError) as info:
-        load_spec(tmp_path / "child.yaml")
+        _load(tmp_path, **{path: "no-such-variant"})
     [issue] = info.value.issues
-    assert (Path(issue.file).name, issue.line, issue.field) == ("child.yaml", 4, "train.batch_tokens")
-    spec = load_spec(tmp_path / "child.yaml", {"train.batch_tokens": 64})
-    assert (spec.model.depth, spec.model.width, spec.name) == (3, 64, "child")
+    assert (issue.field, issue.line) == (path, _line(tmp_path, "no-such-variant"))
+    assert issue.message == f"expected {one_of(list(CHOICES[path][1]))} (got 'no-such-variant')"
 
 
-def test_yaml_exponent_floats_and_data_paths(tmp_path):
-    (tmp_path / "s.yaml").write_text("name: s\nmodel: {depth: 1, width: 32, heads: 2, context: 16}\n"
-                                     "data: {source: files, paths: [corpus/*.txt]}\n"
-                                     "train: {budget: {tokens: 2e6}, batch_tokens: 32, lr: 1e-3}\n")
-    spec = load_spec(tmp_path / "s.yaml")
-    assert spec.train.budget.tokens == 2_000_000 and spec.train.lr == 1e-3
-    assert spec.data.paths == [str(tmp_path / "corpus" / "*.txt")]
+@pytest.mark.parametrize("path,name", [(path, name) for path, (_, table) in CHOICES.items() for name in table])
+def test_every_name_in_the_table_is_a_valid_spec(tmp_path, path, name):
+    over = {path: name}
+    if path == "tokenizer.kind" and KINDS[name].fixed_size is None:
+        over["tokenizer.vocab_size"] = 512
+    assert dotted.get(_load(tmp_path, **over).model_dump(), path) == name
+
+
+@pytest.mark.parametrize("field", ["data", "finetune.data"])
+def test_the_data_union_is_exactly_the_sources(field):
+    schema = Spec.model_json_schema()
+    prop = schema["properties"]["data"] if field == "data" else schema["$defs"]["FinetuneSpec"]["properties"]["data"]
+    mapping = prop["discriminator"]["mapping"]
+    assert prop["discriminator"]["propertyName"] == "source" and set(mapping) == set(SOURCES)
+    for name, ref in mapping.items():
+        assert schema["$defs"][ref.rsplit("/", 1)[1]]["properties"]["source"]["const"] == name
+    assert [r["$ref"] for r in prop["oneOf"]] == [mapping[name] for name in SOURCES]
+
+
+def test_a_source_outside_the_table_is_an_error_naming_the_field(tmp_path):
+    with pytest.raises(SpecError) as info:
+        _load(tmp_path, data={"source": "wikipedia"})
+    [issue] = info.value.issues
+    assert (issue.field, issue.line) == ("data.source", _line(tmp_path, "wikipedia"))
+    assert issue.message == f"expected one of {', '.join(map(repr, SOURCES))} (got 'wikipedia')"
+
+
+# ------------------------------------------------------------------------------- shape rules
+
+
+def test_shape_rules_are_gathered_at_once_with_their_fields():
+    bad = {"name": "x", "model": {"depth": 1, "width": 60, "heads": 8, "kv_heads": 3, "context": 16,
+                                  "positional": {"kind": "learned", "max_positions": 8}},
+           "tokenizer": {"kind": "bpe"}, "train": {"budget": {"steps": 1}, "batch_tokens": 40}}
+    with pytest.raises(ValidationError) as info:
+        Spec.model_validate(bad)
+    [error] = info.value.errors()
+    fields = [".".join(p) for p, _ in error["ctx"]["problems"]]
+    assert fields == ["model.heads", "model.kv_heads", "model.context", "tokenizer.vocab_size", "train.batch_tokens"]
+    assert tiny_spec().problems() == []
+
+
+def test_rope_needs_an_even_head_dimension_and_sinusoidal_an_even_width():
+    with pytest.raises(ValidationError, match="rope needs an even head dimension; width/heads = 3"):
+        model_spec(width=12, heads=4, positional={"kind": "rope"})
+    with pytest.raises(ValidationError, match="sinusoidal positions need an even width, got 13"):
+        model_spec(width=13, heads=1, positional={"kind": "sinusoidal"})
+    assert model_spec(width=12, heads=4, positional={"kind": "alibi"}).model.head_dim == 3
+
+
+# ------------------------------------------------------------------------------------ digests
 
 
 def test_digest_ignores_names_but_not_architecture():
@@ -78,47 +120,6 @@ def test_digest_ignores_names_but_not_architecture():
     b = a.model_copy(update={"name": "other"})
     c = load_spec(ROOT / "specs" / "quickstart.yaml", {"model.depth": 3})
     assert a.digest() == b.digest() != c.digest()
-
-
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "workbench", *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT)
-
-
-def test_cli_validate_reports_all_files_without_traceback():
-    broken = Path(__file__).parent / "broken"
-    result = _cli("validate", ROOT / "specs" / "quickstart.yaml", broken / "unknown-key.yaml",
-                  broken / "yaml-syntax.yaml")
-    assert result.returncode == 1
-    assert "ok  " in result.stdout and "Traceback" not in result.stderr
-    assert "unknown-key.yaml:6: model.dropoot: unknown field" in result.stderr
-    assert "yaml-syntax.yaml:6: YAML syntax error" in result.stderr
-
-
-def test_cli_schema_is_json_schema_with_field_docs():
-    result = _cli("schema")
-    schema = json.loads(result.stdout)
-    assert "model" in schema["properties"]
-    depth = schema["$defs"]["ModelSpec"]["properties"]["depth"]
-    assert depth["description"] == "Number of transformer blocks."
-
-
-def test_readme_examples_validate(tmp_path):
-    """The spec and study shown in the README are real, valid files."""
-    import shutil
-
-    from workbench.study.file import load_study
-    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert len(blocks) == 3
-    shutil.copytree(ROOT / "specs", tmp_path / "specs")
-    (tmp_path / "studies").mkdir()
-    (tmp_path / "specs" / "readme.yaml").write_text(blocks[0])
-    (tmp_path / "specs" / "readme-tuned.yaml").write_text(blocks[1])
-    (tmp_path / "studies" / "readme.yaml").write_text(blocks[2])
-    assert load_spec(tmp_path / "specs" / "readme.yaml").name == "gpt-tiny"
-    tuned = load_spec(tmp_path / "specs" / "readme-tuned.yaml")
-    assert tuned.finetune.data.prompt == "instruction" and tuned.finetune.recipe(tuned.train).lr == 1e-3
-    assert load_study(tmp_path / "studies" / "readme.yaml").name == "positional"
 
 
 def test_digests_survive_new_fields_at_their_defaults():
@@ -131,3 +132,18 @@ def test_digests_survive_new_fields_at_their_defaults():
     changed = spec.model_copy(update={"train": spec.train.model_copy(update={"devices": 2, "completions": 0})})
     assert changed.digest() == spec.digest()
     assert load_spec(ROOT / "specs" / "finetune-docstrings.yaml").digest() != spec.digest()
+
+
+# ---------------------------------------------------------------------------------- fine-tuning
+
+
+def test_a_fine_tuning_phase_takes_what_it_leaves_out_from_train():
+    train = tiny_spec(**{"train.micro_batch_tokens": 64, "train.weight_decay": 0.3, "train.eval_bytes": 999}).train
+    phase = FinetuneSpec.model_validate({"data": {"source": "python-docstrings"}, "budget": {"steps": 2}})
+    recipe = phase.recipe(train)
+    assert (recipe.batch_tokens, recipe.micro_tokens, recipe.weight_decay, recipe.eval_bytes) == (256, 64, 0.3, 999)
+    assert (recipe.lr, recipe.budget.steps, recipe.seed) == (3e-4, 2, train.seed)
+    own = FinetuneSpec.model_validate({"data": {"source": "python-docstrings"}, "budget": {"steps": 2},
+                                       "batch_tokens": 128, "eval_bytes": 100, "weight_decay": 0.0})
+    recipe = own.recipe(train)     # its own batch: train's micro-batch no longer applies
+    assert (recipe.batch_tokens, recipe.micro_tokens, recipe.weight_decay, recipe.eval_bytes) == (128, 128, 0.0, 100)

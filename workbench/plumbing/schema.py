@@ -62,8 +62,9 @@ class Choice:
 
     def check(self, value: str) -> str:
         if value not in self.table:
-            raise PydanticCustomError("choice", "expected {expected} (got {given!r})",
-                                      {"expected": one_of(list(self.table)), "given": value})
+            # The given value is not in the template: pydantic formats only plain {fields}, and
+            # the input is in the error already (specfile adds it to the line a user reads).
+            raise PydanticCustomError("choice", "expected {expected}", {"expected": one_of(list(self.table))})
         return value
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from dataclasses import dataclass
 from typing import Callable
+
+from pydantic import GetJsonSchemaHandler
+from pydantic_core import core_schema
 
 from workbench import accounting
 from workbench.spec import Spec
@@ -28,6 +32,22 @@ QUANTITIES: dict[str, Quantity] = {
 """Every quantity a constraint can name."""
 
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+
+
+def pattern() -> str:
+    """A regular expression matching the text of every constraint `parse` accepts the shape of,
+    naming each quantity and operator (read from the tables, so a new quantity needs no edit)."""
+    names = "|".join(map(re.escape, QUANTITIES))
+    ops = "|".join(map(re.escape, OPERATORS))
+    return rf"^\s*({names})\s+({ops})\s+\S+\s*$"
+
+
+class ConstraintText:
+    """`Annotated[str, ConstraintText()]`: a constraint's text, whose JSON Schema pattern names
+    every quantity, so editors and `StudySpec.model_json_schema()` list them."""
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
+        return {**handler(schema), "pattern": pattern()}
 
 
 def parse(text: str) -> tuple[str, str, float]:

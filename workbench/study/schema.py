@@ -16,7 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from workbench.plumbing.schema import FILE_SAFE, Choice, Section, one_of
 from workbench.spec import FlopsConvention, Spec
-from workbench.study.constraints import parse as parse_constraint
+from workbench.study.constraints import ConstraintText, parse as parse_constraint
 from workbench.study.objectives import FITTABLE, OBJECTIVES
 from workbench.study.samplers import PRUNERS, SAMPLERS
 
@@ -99,6 +99,8 @@ def _constraint(text: str) -> str:
     return text
 
 
+ObjectiveName = Annotated[str, Choice(OBJECTIVES)]
+
 class SamplerSpec(Section):
     """The Optuna sampler, named explicitly so results do not change with Optuna's defaults."""
 
@@ -172,12 +174,12 @@ class StudySpec(Section):
     search: dict[str, Param] = {}
     """Dotted spec fields mapped to distributions: {int: [lo, hi]}, {float: [lo, hi], log: true},
     {choice: [...]}; any may carry `when:` (conditional) and choices `divides:`."""
-    constraints: list[Annotated[str, AfterValidator(_constraint)]] = []
+    constraints: list[Annotated[str, ConstraintText(), AfterValidator(_constraint)]] = []
     """Checked before training, e.g. "params <= 5e6"; quantities: params, nonembedding_params,
     flops_per_token, memory (bytes), tokens. An infeasible sample is recorded, never trained."""
-    objectives: list[str | dict[str, Literal["minimize", "maximize"]]] = ["val_bpb"]
-    """One or more of val_bpb, val_loss, params, flops, tokens_per_s, wall_time; a mapping
-    {name: maximize} overrides the usual direction. Several give a Pareto front."""
+    objectives: list[ObjectiveName | dict[ObjectiveName, Literal["minimize", "maximize"]]] = ["val_bpb"]
+    """One or more objectives by name (each with its usual direction); a mapping {name: maximize}
+    overrides the direction. Several give a Pareto front."""
     sampler: SamplerSpec = SamplerSpec()
     """The sampler."""
     pruner: PrunerSpec = PrunerSpec()
@@ -195,15 +197,18 @@ class StudySpec(Section):
     heartbeat: HeartbeatSpec = HeartbeatSpec()
     """Dead-worker detection."""
 
-    @field_validator("objectives")
+    @field_validator("objectives", mode="before")
     @classmethod
-    def _known_objectives(cls, value: list) -> list:
-        for item in value:
-            for name in [item] if isinstance(item, str) else item:
+    def _known_objectives(cls, value: Any) -> Any:
+        # Before the items' own checks, so an unknown name is one error naming it rather than
+        # one per branch of the item's union.
+        for item in value if isinstance(value, list) else []:
+            for name in [item] if isinstance(item, str) else item if isinstance(item, dict) else []:
                 if name not in OBJECTIVES:
                     raise PydanticCustomError("objective", "unknown objective {name}; expected {known}",
                                               {"name": repr(name), "known": one_of(list(OBJECTIVES))})
-        names = [n for item in value for n in ([item] if isinstance(item, str) else item)]
+        names = [n for item in (value if isinstance(value, list) else [])
+                 for n in ([item] if isinstance(item, str) else item if isinstance(item, dict) else [])]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise PydanticCustomError("objective", "{names} named more than once", {"names": ", ".join(twice)})

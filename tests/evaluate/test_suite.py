@@ -1,5 +1,5 @@
-"""BLEU by hand, completion tasks cut from lines, batched greedy decoding against scripted and
-trained models, and what int8 weights cost a trained model."""
+"""The evaluation suite: BLEU by hand, completion tasks cut from lines, batched greedy decoding
+against scripted and trained models, and what int8 weights cost a trained model."""
 
 import math
 from contextlib import nullcontext
@@ -8,14 +8,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from workbench.evaluate.suite import bleu, completion_tasks, exact_match, greedy_complete, int8_error, quantize_int8, words
+from workbench.evaluate.suite import (bleu, completion_tasks, exact_match, greedy_complete, int8_error, quantize_int8,
+                                       words)
 from workbench.data.corpus import load_corpus
 from workbench.evaluate.generate import generate, load_run
 from workbench.data.synthetic import SyntheticData
 from workbench.spec import Spec, TokenizerSpec
 from workbench.data.tokenizer import TextTokenizer, get_tokenizer
 from workbench.data.prepared import prepare
-from workbench.evaluate.heldout import heldout_metrics as evaluate
+from workbench.evaluate.heldout import heldout_metrics
 from workbench.train.loop import train
 
 
@@ -203,8 +204,8 @@ def test_greedy_complete_matches_one_prompt_at_a_time(trained):
 
 
 def bits_per_byte(model: torch.nn.Module, spec: Spec) -> float:
-    """Held-out bits per byte through train.prepare and train.evaluate."""
-    return evaluate(model, prepare(spec).pretrain, torch.device("cpu"), nullcontext, 16).bpb
+    """Held-out bits per byte through data.prepared and evaluate.heldout."""
+    return heldout_metrics(model, prepare(spec).pretrain, torch.device("cpu"), nullcontext, 16).bpb
 
 
 def test_int8_weights_cost_a_trained_model_little(trained):

@@ -1,24 +1,29 @@
-"""Real training of tiny models: honest numbers, run folders, failure statuses."""
+"""Real training of tiny models: honest numbers, run folders, budgets, failure statuses, and a
+fine-tuning phase that continues from the pretrained weights."""
 
 import json
 import math
 import subprocess
 import sys
 from collections import Counter
+from contextlib import nullcontext
 
 import polars as pl
 import pytest
 import torch
+from safetensors.torch import load_model
 
 from support import ROOT, tiny_spec
-from workbench.record import read_record, read_run_spec
-from workbench.study.table import record_row, write_table
-from workbench.spec import ScheduleSpec
+from workbench.data.batches import Batches
+from workbench.data.corpus import eval_documents, load_corpus
+from workbench.data.prepared import prepare
+from workbench.evaluate.heldout import heldout_metrics
+from workbench.model import build_model
+from workbench.record import Pruned, read_record, read_run_spec
 from workbench.specfile import load_spec
-from workbench.data.prepared import eval_windows
-from workbench.record import Pruned
+from workbench.study.table import record_row, write_table
 from workbench.train.loop import train
-from workbench.train.step import lr_factor
+from workbench.train.step import masked_loss
 
 
 def test_quickstart_model_learns_the_default_corpus(tmp_path):
@@ -27,7 +32,6 @@ def test_quickstart_model_learns_the_default_corpus(tmp_path):
     spec = load_spec(ROOT / "specs" / "quickstart.yaml")
     assert (spec.model.depth, spec.model.width) == (2, 128)
     record = train(spec, tmp_path / "run")
-    from workbench.data.corpus import eval_documents, load_corpus
     text = "".join(eval_documents(load_corpus(spec.data), spec.train.eval_bytes)).encode()
     counts = Counter(text)
     unigram = -sum(c / len(text) * math.log2(c / len(text)) for c in counts.values())
@@ -122,24 +126,6 @@ def test_training_is_reproducible_from_the_seed():
     assert a.val_loss == b.val_loss != c.val_loss
 
 
-def test_eval_windows_predict_every_token_once():
-    import numpy as np
-    stream = np.arange(10, dtype=np.uint16)
-    x, y = eval_windows(stream, 4)
-    assert x.shape == (3, 4)
-    assert y[y >= 0].tolist() == list(range(1, 10))
-    assert (x.flatten()[: 9] == torch.arange(9)).all()
-
-
-def test_schedules():
-    cos = ScheduleSpec(kind="cosine", warmup=0.1, min_lr_ratio=0.1)
-    assert lr_factor(cos, 0.05) == pytest.approx(0.5)
-    assert lr_factor(cos, 0.1) == pytest.approx(1.0) and lr_factor(cos, 1.0) == pytest.approx(0.1)
-    wsd = ScheduleSpec(kind="wsd", warmup=0.0, decay=0.2, min_lr_ratio=0.0)
-    assert [lr_factor(wsd, p) for p in (0.5, 0.8, 0.9, 1.0)] == pytest.approx([1, 1, 0.5, 0])
-    assert lr_factor(ScheduleSpec(kind="constant", warmup=0.0), 0.99) == 1.0
-
-
 def test_synthetic_run_records_the_true_entropy_and_respects_it():
     record = train(tiny_spec(**{"data": {"source": "synthetic", "documents": 200, "doc_bytes": 500},
                                 "train.budget": {"steps": 30}, "train.lr": 1e-2}))
@@ -157,3 +143,42 @@ def test_a_failing_evaluation_suite_keeps_the_trained_run(tmp_path, monkeypatch)
     assert record.status == "completed" and record.val_bpb is not None and record.suite is None
     assert record.suite_error == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
     assert read_record(tmp_path / "run") == record and (tmp_path / "run" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------------------------- fine-tuning
+
+
+def test_fine_tuning_starts_from_the_pretrained_weights(two_phase_run, tmp_path):
+    spec, record, run = two_phase_run
+    pre = spec.model_copy(update={"finetune": None})
+    train(pre, tmp_path / "pre")
+    model = build_model(pre)
+    load_model(model, str(tmp_path / "pre" / "model.safetensors"))
+    text = prepare(spec).texts["finetune"]
+    # Its first evaluation is the pretrained model's on the fine-tuning corpus...
+    before = heldout_metrics(model, text, torch.device("cpu"), nullcontext, 8)
+    assert record.finetune_curve[0].step == 0
+    assert record.finetune_curve[0].val_loss == pytest.approx(before.loss, rel=1e-6)
+    assert record.phases[0].metrics["finetune"].bpb == pytest.approx(before.bpb, rel=1e-6)
+    # ...and its first training loss is the pretrained model's loss on its first batch.
+    t = spec.finetune.recipe(spec.train)
+    x, y = next(Batches(text.train, t.micro_tokens // 32, 32, t.seed, torch.device("cpu"), text.mask))
+    with torch.no_grad():
+        first = masked_loss(model(x), y).item()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    step1 = next(r for r in rows if r["kind"] == "train" and r["phase"] == "finetune" and r["step"] == 1)
+    assert step1["loss"] == pytest.approx(first, rel=1e-5)
+    assert record.finetune_gain_bpb == pytest.approx(before.bpb - record.finetune_val_bpb)
+
+
+def test_a_fine_tuned_record_scores_both_corpora_after_each_phase(two_phase_run):
+    spec, record, _ = two_phase_run
+    assert [p.name for p in record.phases] == ["pretrain", "finetune"]
+    before, after = record.phases[0].metrics, record.phases[1].metrics
+    assert record.finetune_val_bpb == after["finetune"].bpb < before["finetune"].bpb
+    assert record.finetune_gain_bpb == pytest.approx(before["finetune"].bpb - after["finetune"].bpb)
+    assert record.forgetting_bpb == pytest.approx(after["pretrain"].bpb - before["pretrain"].bpb)
+    assert record.val_bpb == before["pretrain"].bpb      # pretraining's own result
+    assert len(prepare(spec).texts["finetune"].eval_pairs) > 8
+    assert record.suite.corpus == "finetune" and record.suite.completion.tasks == 8
+    assert record.suite.samples and all(s["prompt"].endswith('"""') for s in record.suite.samples)
