@@ -81,7 +81,7 @@ def test_a_loss_that_cannot_be_fitted_is_an_error_naming_the_field(tmp_path):
 
 def test_a_constraint_quantity_outside_the_table_is_an_error_naming_the_field(tmp_path):
     issue = _issue(tmp_path, constraints=["parameters <= 5e6"])
-    assert issue.field == "constraints" and f"QUANTITY one of {', '.join(QUANTITIES)}" in issue.message
+    assert issue.field == "constraints.0" and f"QUANTITY one of {', '.join(QUANTITIES)}" in issue.message
 
 
 # ---------------------------------------------------------------------------- inside the tables
