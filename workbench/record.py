@@ -10,6 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from workbench.data.corpus import CorpusStats
 from workbench.data.streams import TokenizerStats
 from workbench.plumbing.files import write_atomic
 from workbench.spec import Spec
@@ -149,6 +150,11 @@ class RunRecord(_Plain):
     suite: EvalSuite | None = None
     suite_error: str | None = None
     """Why a completed run has no evaluation suite (the run itself is kept)."""
+    corpus: CorpusStats | None = None
+    """The pretraining corpus: how its held-out text was chosen, the size of each side, and the
+    invalid UTF-8 sequences its files had (read as U+FFFD)."""
+    finetune_corpus: CorpusStats | None = None
+    """The same for the fine-tuning corpus."""
 
 
 SPEC_FILE, RECORD_FILE, METRICS_FILE = "spec.yaml", "record.json", "metrics.jsonl"

@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from workbench.data import tokenizer
 from workbench.data.sources import SOURCES
+from workbench.data.split import Split
 from workbench.model.layers import MLPS, NORMS
 from workbench.model.positional import SCHEMES
 from workbench.plumbing.schema import FILE_SAFE, Choice, Section
@@ -112,7 +113,22 @@ class TokenizerSpec(Section):
     """Vocabulary size including special tokens. Required for bpe, wordpiece and unigram
     (at least 512); char defaults to 512; byte is fixed at 257 (256 bytes + end of text)."""
     train_bytes: int | None = Field(None, ge=1)
-    """Train the tokenizer on at most this many bytes of the training split (default: all)."""
+    """Train the tokenizer on at most this many bytes of the training split, sampled evenly
+    through it (default: all of it up to 64 MiB; a sample of 64 MiB of a larger split)."""
+    path: str | None = None
+    """kind file only: the tokenizer file (a Hugging Face tokenizers JSON file, or a run folder's
+    tokenizer.json), relative to the spec file. Its vocabulary sets vocab_size."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_vocabulary(cls, data):
+        # A file's vocabulary is read once, here, and kept in the spec: a run folder's spec then
+        # builds its model without the file.
+        if isinstance(data, dict) and data.get("kind") == "file" and data.get("vocab_size") is None:
+            size = tokenizer.file_vocabulary(data.get("path"))
+            if size is not None:
+                data = {**data, "vocab_size": size}
+        return data
 
     @property
     def size(self) -> int:
@@ -123,6 +139,7 @@ class TokenizerSpec(Section):
 # ------------------------------------------------------------------------------------ data
 
 
+_DEFAULT_SPLIT = Split().model_dump(mode="json")
 DataSpec = Annotated[Union[tuple(SOURCES.values())], Field(discriminator="source")]
 """The spec's corpus: one of the sources in data.sources.SOURCES, chosen by its `source` name."""
 
@@ -332,5 +349,10 @@ class Spec(Section):
             del data["finetune"]
         if data["data"].get("prompt", 0) is None:
             del data["data"]["prompt"]
+        for section in (data["data"], data.get("finetune", {}).get("data", {}), data["tokenizer"]):
+            if section.get("split") == _DEFAULT_SPLIT:
+                del section["split"]
+            if "path" in section and section["path"] is None and "kind" in section:
+                del section["path"]
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

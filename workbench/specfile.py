@@ -228,14 +228,21 @@ def validate_data(model: type[M], data: dict, locs: dict[Path_, Where], file: st
 
 
 def resolve_paths(data: dict, base: Path) -> dict:
-    """Make the corpora's paths (data, finetune.data) absolute, relative to the file naming them."""
+    """Make the corpora's paths and held-out paths (data, finetune.data) and the tokenizer file
+    absolute, relative to the file naming them."""
+    def path(p: Any) -> Any:
+        return p if not isinstance(p, str) or Path(p).is_absolute() else str((base / p).resolve())
+
     def resolved(section: Any) -> Any:
         if isinstance(section, dict) and isinstance(section.get("paths"), list):
-            return {**section, "paths": [
-                p if not isinstance(p, str) or Path(p).is_absolute() else str((base / p).resolve())
-                for p in section["paths"]]}
+            section = {**section, "paths": [path(p) for p in section["paths"]]}
+        split = section.get("split") if isinstance(section, dict) else None
+        if isinstance(split, dict) and isinstance(split.get("val_paths"), list):
+            section = {**section, "split": {**split, "val_paths": [path(p) for p in split["val_paths"]]}}
         return section
 
+    if isinstance(data.get("tokenizer"), dict) and "path" in data["tokenizer"]:
+        data = {**data, "tokenizer": {**data["tokenizer"], "path": path(data["tokenizer"]["path"])}}
     if "data" in data:
         data = {**data, "data": resolved(data["data"])}
     if isinstance(data.get("finetune"), dict) and "data" in data["finetune"]:

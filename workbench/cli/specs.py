@@ -115,6 +115,12 @@ def train(spec_file: Path, set_: SetOption = None,
         if s.completion:
             rows.append((f"completions ({s.completion.tasks})",
                          f"exact {s.completion.exact_match:.1%}, BLEU {s.completion.bleu:.3f}"))
+    for label, c in (("", record.corpus), ("fine-tuning ", record.finetune_corpus)):
+        if c is not None:
+            rows.append((f"{label}held out (split by {c.split})",
+                         f"{c.val_bytes:,} of {c.train_bytes + c.val_bytes:,} bytes ({c.chosen})"))
+            if c.replaced_chars:
+                rows.append((f"{label}invalid UTF-8", f"{c.replaced_chars:,} sequences read as U+FFFD"))
     rows += [("tokens/s", f"{record.tokens_per_s:,.0f}" if record.tokens_per_s else "-"),
              ("MFU", f"{record.mfu:.1%}" if record.mfu else "-"),
              ("wall time", f"{record.wall_s:.1f} s"), ("run folder", str(run_dir))]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 import functools
 import glob
+import hashlib
+import json
 import os
 import sysconfig
 from pathlib import Path
@@ -18,16 +20,13 @@ from pydantic import Field
 
 from workbench.data.corpus import Documents, Source
 from workbench.data.synthetic import SyntheticData
+from workbench.data.texts import FileDoc, decode, scan
 from workbench.plumbing.errors import DataError
 
 
-def _decode(raw: bytes) -> tuple[str, int]:
-    """UTF-8 text and how many characters had to be replaced."""
-    try:
-        return raw.decode("utf-8"), 0
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace")
-        return text, text.count("\ufffd")
+def _index_name(kind: str, entries: list[str]) -> str:
+    """The file index of one list of corpus entries (see texts.scan)."""
+    return f"{kind}-{hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:20]}"
 
 
 _SKIP_DIRS = {"test", "tests", "idle_test", "__pycache__"}
@@ -40,7 +39,7 @@ class StdlibData(Source):
     source: Literal["python-stdlib"] = "python-stdlib"
     """Embedded default corpus."""
 
-    def read(self) -> Documents:
+    def read(self, paths=None, field_name="data.paths", exclude=frozenset()) -> Documents:
         root = sysconfig.get_paths()["stdlib"]
         found = []
         for folder, subfolders, files in os.walk(root):
@@ -48,15 +47,11 @@ class StdlibData(Source):
             subfolders[:] = [d for d in subfolders if d not in _SKIP_DIRS and not d.startswith("test_")
                              and not (folder == root and d in ("site-packages", "dist-packages"))]
             found += [os.path.join(folder, f) for f in files if f.endswith(".py")]
-        docs, replaced = [], 0
-        for rel in sorted(os.path.relpath(p, root).replace(os.sep, "/") for p in found):
-            with open(os.path.join(root, rel), "rb") as f:
-                text, bad = _decode(f.read())
-            docs.append((rel, text))
-            replaced += bad
-        if not docs:
+        names = sorted(os.path.relpath(p, root).replace(os.sep, "/") for p in found)
+        if not names:
             raise DataError(f"data.source: no standard-library .py files found under {root}")
-        return Documents(docs, replaced)
+        docs = scan([(Path(root) / rel, rel) for rel in names], _index_name("stdlib", [root]))
+        return Documents(docs, sum(d.replaced for d in docs))
 
 
 class DocstringData(Source):
@@ -67,7 +62,7 @@ class DocstringData(Source):
     source: Literal["python-docstrings"]
     """Function signatures to docstring summaries."""
 
-    def read(self) -> Documents:
+    def read(self, paths=None, field_name="data.paths", exclude=frozenset()) -> Documents:
         docs, prompts = [], []
         for rel, header, summary in _docstring_pairs(sysconfig.get_paths()["stdlib"]):
             docs.append((rel, header + summary))
@@ -82,7 +77,8 @@ def _docstring_pairs(root: str) -> list[tuple[str, str, str]]:
     (then a newline; no closing quotes, which every model would get right for free). Named by file, so a pair is held out exactly when its file is held
     out of the python-stdlib corpus (at the same val_fraction): no answer leaks from pretraining."""
     out = []
-    for rel, text in StdlibData().read().docs:
+    for doc in StdlibData().read().docs:
+        rel, text = doc.name, decode(doc.read())[0]
         try:
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
@@ -116,14 +112,14 @@ def _is_glob(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
-def _expand(paths: list[str], folders: bool) -> list[tuple[Path, str, bool]]:
+def _expand(paths: list[str], folders: bool, field_name: str = "data.paths") -> list[tuple[Path, str, bool]]:
     """Each entry of `paths` as (file, document name, named explicitly). Names are relative to
     the entry (a folder keeps its own name; a glob is relative to its fixed leading folders),
     so they do not change when the corpus is moved."""
     out: list[tuple[Path, str, bool]] = []
     seen: set[Path] = set()
     for i, entry in enumerate(paths):
-        where = f"data.paths[{i}]"
+        where = f"{field_name}[{i}]"
         p = Path(entry)
         if _is_glob(entry):
             fixed = p.parts[: next(j for j, part in enumerate(p.parts) if _is_glob(part))]
@@ -163,18 +159,20 @@ class FilesData(Source):
     paths: list[str] = Field(min_length=1)
     """Files, folders (read recursively) or glob patterns, relative to the spec file."""
 
-    def read(self) -> Documents:
-        docs, replaced = [], 0
-        for path, name, explicit in _expand(self.paths, folders=True):
-            raw = path.read_bytes()
-            if b"\0" in raw[:8192]:  # binary: images, archives, bytecode found in folders
-                if explicit:
-                    raise DataError(f"self.paths: {path} is not a text file (it contains NUL bytes)")
+    def read(self, paths: list[str] | None = None, field_name: str = "data.paths",
+             exclude: frozenset[Path] = frozenset()) -> Documents:
+        paths = self.paths if paths is None else paths
+        found = [(f, name, explicit) for f, name, explicit in _expand(paths, True, field_name)
+                 if f.resolve() not in exclude]
+        explicit = {f for f, _, e in found if e}
+        docs: list[FileDoc] = []
+        for doc in scan([(f, name) for f, name, _ in found], _index_name("files", paths)):
+            if doc.binary:  # images, archives, bytecode found in folders
+                if doc.path in explicit:
+                    raise DataError(f"{field_name}: {doc.path} is not a text file (it contains NUL bytes)")
                 continue
-            text, bad = _decode(raw)
-            docs.append((name, text))
-            replaced += bad
-        return Documents(docs, replaced)
+            docs.append(doc)
+        return Documents(docs, sum(d.replaced for d in docs), files={f.resolve() for f, _, _ in found})
 
 
 def _no_column(path: Path, column: str, columns: list[str], field_name: str = "data.column") -> DataError:
@@ -196,24 +194,73 @@ def _strings(frame: pl.DataFrame, path: Path, column: str, field_name: str) -> l
     return col.to_list()
 
 
-def _column(frame_of: Callable[[Path], pl.DataFrame], data: JsonlData | ParquetData,
-            what: str) -> Documents:
+def _rows(data: JsonlData | ParquetData, columns_of: Callable[[Path], tuple[dict[str, list[str]], int]],
+          paths: list[str] | None, field_name: str, exclude: frozenset[Path]) -> Documents:
     """One document per row of the text column of each file; with a prompt column, the
     document is prompt + response and the prompt's length is kept."""
-    docs, prompts = [], [] if data.prompt else None
-    for path, name, _ in _expand(data.paths, folders=False):
-        try:
-            frame = frame_of(path)
-        except (pl.exceptions.PolarsError, OSError) as e:
-            raise DataError(f"{path}: not readable as {what}: {str(e).splitlines()[0]}") from None
-        texts = _strings(frame, path, data.column, "data.column")
+    docs, prompts, replaced, files = [], [] if data.prompt else None, 0, set()
+    for path, name, _ in _expand(data.paths if paths is None else paths, False, field_name):
+        if path.resolve() in exclude:
+            continue
+        files.add(path.resolve())
+        columns, bad = columns_of(path)
+        replaced += bad
+        texts = columns[data.column]
         if data.prompt:
-            for row, (prompt, response) in enumerate(zip(_strings(frame, path, data.prompt, "data.prompt"), texts)):
+            for row, (prompt, response) in enumerate(zip(columns[data.prompt], texts)):
                 prompts.append(len(prompt))
                 docs.append((f"{name}:{row}", prompt + response))
         else:
             docs += [(f"{name}:{row}", text) for row, text in enumerate(texts)]
-    return Documents(docs, prompts=prompts)
+    return Documents(docs, replaced, prompts=prompts, files=files)
+
+
+_MISSING = object()
+
+
+def _json_columns(path: Path, wanted: list[tuple[str, str]]) -> tuple[dict[str, list[str]], int]:
+    """The wanted (column, field name) string columns of a JSON Lines file, and its count of
+    invalid UTF-8 sequences. Read line by line, so a value that is not text (a number, say) is an
+    error naming its line, row and column rather than a string polars would make of it."""
+    try:
+        text, replaced = decode(path.read_bytes())
+    except OSError as e:
+        raise DataError(f"{path}: not readable as JSON Lines: {e.strerror}") from None
+    out: dict[str, list[str]] = {c: [] for c, _ in wanted}
+    first_keys: list[str] | None = None
+    missing: dict[str, tuple[int, int]] = {}       # column -> first (line, row) without it
+    row = 0
+    for line_no, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{line_no}: not readable as JSON Lines: {e.msg}") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{line_no}: not readable as JSON Lines: expected an object, "
+                            f"got {type(obj).__name__}")
+        first_keys = list(obj) if first_keys is None else first_keys
+        for column, field_name in wanted:
+            value = obj.get(column, _MISSING)
+            if isinstance(value, str):
+                out[column].append(value)
+                continue
+            if value is _MISSING or value is None:
+                missing.setdefault(column, (line_no, row))
+                continue
+            what = {bool: "a boolean", int: "a number", float: "a number", list: "a list",
+                    dict: "an object"}[type(value)]
+            raise DataError(f"{path}:{line_no}: row {row} has {what} ({json.dumps(value)[:40]}) in "
+                            f"column {column!r} ({field_name}), not text")
+        row += 1
+    for column, field_name in wanted:
+        if column in missing:
+            if not out[column] and column not in (first_keys or []):
+                raise _no_column(path, column, first_keys or [], field_name)
+            line_no, at = missing[column]
+            raise DataError(f"{path}:{line_no}: row {at} has no string in column {column!r} ({field_name})")
+    return out, replaced
 
 
 class JsonlData(Source):
@@ -229,9 +276,10 @@ class JsonlData(Source):
     """Field holding a prompt: each row is then a prompt/response pair (supervised instruction
     tuning), trained and scored on the response tokens only."""
 
-    def read(self) -> Documents:
-        # Infer the schema from every line, so a non-string value late in a file is not missed.
-        return _column(lambda p: pl.read_ndjson(p, infer_schema_length=None), self, "JSON Lines")
+    def read(self, paths: list[str] | None = None, field_name: str = "data.paths",
+             exclude: frozenset[Path] = frozenset()) -> Documents:
+        wanted = [(c, f) for c, f in ((self.prompt, "data.prompt"), (self.column, "data.column")) if c]
+        return _rows(self, lambda p: _json_columns(p, wanted), paths, field_name, exclude)
 
 
 class ParquetData(Source):
@@ -247,15 +295,21 @@ class ParquetData(Source):
     """Column holding a prompt: each row is then a prompt/response pair (supervised instruction
     tuning), trained and scored on the response tokens only."""
 
-    def read(self) -> Documents:
-        def frame_of(path: Path) -> pl.DataFrame:
-            names = list(pl.read_parquet_schema(path))
-            wanted = [c for c in (self.prompt, self.column) if c]
-            for column, field_name in zip(wanted, ("self.prompt", "self.column")[-len(wanted):]):
-                if column not in names:  # say so before reading any data
-                    raise _no_column(path, column, names, field_name)
-            return pl.read_parquet(path, columns=wanted)
-        return _column(frame_of, self, "Parquet")
+    def read(self, paths: list[str] | None = None, field_name: str = "data.paths",
+             exclude: frozenset[Path] = frozenset()) -> Documents:
+        wanted = [(c, f) for c, f in ((self.prompt, "data.prompt"), (self.column, "data.column")) if c]
+
+        def columns_of(path: Path) -> tuple[dict[str, list[str]], int]:
+            try:
+                names = list(pl.read_parquet_schema(path))
+                for column, name in wanted:
+                    if column not in names:  # say so before reading any data
+                        raise _no_column(path, column, names, name)
+                frame = pl.read_parquet(path, columns=[c for c, _ in wanted])
+            except (pl.exceptions.PolarsError, OSError) as e:
+                raise DataError(f"{path}: not readable as Parquet: {str(e).splitlines()[0]}") from None
+            return {c: _strings(frame, path, c, name) for c, name in wanted}, 0
+        return _rows(self, columns_of, paths, field_name, exclude)
 
 SOURCES: dict[str, type[Source]] = {
     "python-stdlib": StdlibData,

@@ -3,29 +3,65 @@ and tokenizer, and the statistics that say how a tokenizer does on a corpus."""
 
 from __future__ import annotations
 
+import io
 import re
+import sys
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from workbench.data.corpus import Corpus
+from workbench.data.texts import Piece, Texts
 from workbench.data.tokenizer import TextTokenizer, cache_dir
 from workbench.plumbing.files import write_atomic
 
-_BATCH = 256  # documents per encode_batch call: bounds memory on large corpora
+_BATCH_DOCS = 256         # documents per encode_batch call ...
+_BATCH_BYTES = 8 << 20    # ... and text per call: bounds the token lists held at once
+_PART_BYTES = 4 << 20     # a longer document is encoded a part at a time (see Piece.parts)
 
 
+def stream_dtype(tok: TextTokenizer) -> np.dtype:
+    """uint16 when the vocabulary fits, else uint32: half the disk and memory of int32."""
+    return np.dtype(np.uint16 if tok.vocab_size <= 2**16 else np.uint32)
 
-def token_stream(tok: TextTokenizer, docs: list[str]) -> np.ndarray:
+
+def _batches(texts: Texts) -> Iterator[tuple[list[Piece], list[bool]]]:
+    """Pieces in encode batches, with whether each ends its document (an end-of-text follows)."""
+    batch, ends, size = [], [], 0
+    for piece in texts.pieces:
+        parts = piece.parts(_PART_BYTES)
+        for i, part in enumerate(parts):
+            batch.append(part)
+            ends.append(i == len(parts) - 1)
+            size += part.size
+            if len(batch) >= _BATCH_DOCS or size >= _BATCH_BYTES:
+                yield batch, ends
+                batch, ends, size = [], [], 0
+    if batch:
+        yield batch, ends
+
+
+def _chunks(tok: TextTokenizer, docs: Sequence[str], progress=None) -> Iterator[np.ndarray]:
+    """The stream [eos, doc1..., eos, doc2..., eos] a batch at a time."""
+    dtype = stream_dtype(tok)
+    eos = np.array([tok.eos_id], dtype=dtype)
+    yield eos
+    for batch, ends in _batches(Texts.of(docs)):
+        pieces = []
+        for ids, end in zip(tok.encode_batch([p.text() for p in batch]), ends):
+            pieces.append(np.array(ids, dtype=dtype))
+            if end:
+                pieces.append(eos)
+        yield np.concatenate(pieces)
+        if progress is not None:
+            progress(sum(p.size for p in batch))
+
+
+def token_stream(tok: TextTokenizer, docs: Sequence[str]) -> np.ndarray:
     """[eos, doc1 tokens..., eos, doc2 tokens..., eos]: uint16 when the vocabulary fits, else
     uint32."""
-    dtype = np.uint16 if tok.vocab_size <= 2**16 else np.uint32
-    eos = np.array([tok.eos_id], dtype=dtype)
-    pieces = [eos]
-    for start in range(0, len(docs), _BATCH):
-        for ids in tok.encode_batch(docs[start:start + _BATCH]):
-            pieces += [np.array(ids, dtype=dtype), eos]
-    return np.concatenate(pieces)
+    return np.concatenate(list(_chunks(tok, docs)))
 
 
 def pair_stream(tok: TextTokenizer, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -47,20 +83,68 @@ def stream_key(corpus: Corpus, split: str) -> str:
     return f"{corpus.fingerprint[:20]}-{split}"
 
 
-def cached_stream(tok: TextTokenizer, docs: list[str], key: str) -> np.ndarray:
-    """`token_stream(tok, docs)`, cached on disk. `key` names the documents (see `stream_key`);
-    the file is cache_dir()/tokens/<key>-<tokenizer digest>.npy, so a stream is never read back
-    for a different tokenizer whatever key a caller picks. The array is read-only; a cache hit
-    is memory-mapped."""
+def cached_stream(tok: TextTokenizer, docs: Sequence[str], key: str, progress: bool = False) -> np.ndarray:
+    """`token_stream(tok, docs)`, cached on disk and memory-mapped, so a stream larger than
+    memory is written a batch at a time and read a window at a time. `key` names the documents
+    (see `stream_key`); the file is cache_dir()/tokens/<key>-<tokenizer digest>.npy, so a stream
+    is never read back for a different tokenizer whatever key a caller picks. The array is
+    read-only. With `progress` (and a terminal), a progress bar follows the encoding."""
     if not re.fullmatch(r"[\w.-]+", key):
         raise ValueError(f"stream cache key {key!r} must be letters, digits, '.', '-' or '_'")
     path = cache_dir() / "tokens" / f"{key}-{tok.digest[:16]}.npy"
-    if path.exists():
-        return np.load(path, mmap_mode="r")
-    stream = token_stream(tok, docs)
-    write_atomic(path, lambda f: np.save(f, stream))
-    stream.flags.writeable = False
-    return stream
+    if not path.exists():
+        texts = Texts.of(docs)
+        with _Bar(progress and sys.stderr.isatty(), f"tokenizing {texts.bytes / 2**20:,.0f} MiB", texts.bytes) as bar:
+            write_atomic(path, lambda f: _write_npy(f, _chunks(tok, texts, bar.advance), stream_dtype(tok)))
+    return np.load(path, mmap_mode="r")
+
+
+def _write_npy(f, chunks: Iterator[np.ndarray], dtype: np.dtype) -> None:
+    """A 1-D .npy file written a chunk at a time: the header is written for length 0 and
+    rewritten with the true length at the end (numpy pads it so the length can grow in place)."""
+    def header(n: int) -> bytes:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                   "fortran_order": False, "shape": (n,)})
+        return buf.getvalue()
+
+    start = header(0)
+    f.write(start)
+    n = 0
+    for chunk in chunks:
+        f.write(chunk.tobytes())
+        n += len(chunk)
+    final = header(n)
+    if len(final) != len(start):
+        raise AssertionError("the .npy header grew past its padding")
+    f.seek(0)
+    f.write(final)
+
+
+class _Bar:
+    """A rich progress bar over bytes, or nothing."""
+
+    def __init__(self, enabled: bool, what: str, total: int):
+        self.bar = None
+        if enabled:
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+            self.bar = Progress(TextColumn(what), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                TimeRemainingColumn(), transient=True)
+            self.task = self.bar.add_task(what, total=total)
+
+    def __enter__(self) -> _Bar:
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def advance(self, n: int) -> None:
+        if self.bar:
+            self.bar.advance(self.task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar:
+            self.bar.stop()
 
 
 def tokenizer_stats(tok: TextTokenizer, docs: list[str]) -> dict:
@@ -94,9 +178,14 @@ class TokenizerStats(BaseModel):
     roundtrip_rate: float
     """Fraction of evaluation documents that decode back to exactly the original text."""
     unk_rate: float
+    digest: str | None = None
+    """sha256 hex of the tokenizer's serialised form: equal digests encode alike."""
+    file: str | None = None
+    """The tokenizer file it was read from (kind file)."""
 
     @classmethod
-    def of(cls, tok: TextTokenizer, stats: dict) -> TokenizerStats:
+    def of(cls, tok: TextTokenizer, stats: dict, file: str | None = None) -> TokenizerStats:
         """The record's statistics from `tokenizer_stats` of `tok`."""
         return cls(kind=tok.kind, vocab_size=tok.vocab_size, bytes_per_token=stats["bytes_per_token"],
-                   roundtrip_rate=stats["roundtrip_rate"], unk_rate=stats["unk_rate"])
+                   roundtrip_rate=stats["roundtrip_rate"], unk_rate=stats["unk_rate"], digest=tok.digest,
+                   file=file)

@@ -9,51 +9,57 @@ Documents are separated by one special token, `<|endoftext|>`. Encoding never pr
 `<unk>`): special tokens are not matched in input text, so a document that contains the literal
 string `<|endoftext|>` is encoded as ordinary characters and round-trips. `decode` renders the
 end-of-text id as that same string, so decoded streams read naturally.
+
+The file kind reads a tokenizer one already has: a Hugging Face `tokenizers` JSON file, or a run
+folder's tokenizer.json (which wraps one), whose end-of-text token may have another common name.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import tokenizers
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from workbench.data.corpus import Corpus, take_bytes
+from workbench.data.corpus import Corpus
+from workbench.data.texts import Texts, cache_dir
+from workbench.plumbing.errors import DataError
 from workbench.plumbing.files import write_atomic
+
+__all__ = ["EOS", "KINDS", "TextTokenizer", "cache_dir", "get_tokenizer", "problems", "vocabulary"]
 
 EOS = "<|endoftext|>"
 UNK = "<unk>"
 _FORMAT = 1  # bump when a builder changes, so cached tokenizers are rebuilt
-
-
-def cache_dir() -> Path:
-    """Root of the on-disk caches: $WORKBENCH_CACHE if set, else ~/.cache/workbench."""
-    root = Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench")
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+SAMPLE_BYTES = 64 << 20
+"""Without tokenizer.train_bytes, a training split larger than this trains the tokenizer on a
+sample of this many bytes spread through it: enough for a vocabulary, and bounded in time and
+memory however large the corpus."""
 
 
 class TextTokenizer:
     """A Hugging Face tokenizer with the workbench's conventions: no special tokens added on
     encode, special tokens rendered on decode, one end-of-text id between documents."""
 
-    def __init__(self, kind: str, hf: Tokenizer):
-        self.kind = kind
+    def __init__(self, kind: str, hf: Tokenizer, eos: str = EOS):
+        self.kind, self.eos = kind, eos
         self._hf = hf
         # Treat "<|endoftext|>" in input text as text: only token_stream places end-of-text ids.
         hf.encode_special_tokens = True
-        self.vocab_size: int = hf.get_vocab_size(with_added_tokens=True)
-        eos = hf.token_to_id(EOS)
-        if eos is None:
-            raise ValueError(f"{kind} tokenizer has no {EOS} token")
-        self.eos_id: int = eos
+        # Ids of a tokenizer from elsewhere need not be dense: the table must hold the largest.
+        self.vocab_size: int = max(hf.get_vocab_size(with_added_tokens=True),
+                                   max(hf.get_vocab(with_added_tokens=True).values(), default=-1) + 1)
+        eos_id = hf.token_to_id(eos)
+        if eos_id is None:
+            raise ValueError(f"{kind} tokenizer has no {eos} token")
+        self.eos_id: int = eos_id
         self.unk_id: int | None = hf.token_to_id(UNK)
 
     def __repr__(self) -> str:
@@ -62,7 +68,8 @@ class TextTokenizer:
     @cached_property
     def digest(self) -> str:
         """sha256 hex of the tokenizer's full serialised form: equal digests encode alike."""
-        return hashlib.sha256(f"{self.kind}\n{self._hf.to_str()}".encode()).hexdigest()
+        eos = "" if self.eos == EOS else f"{self.eos}\n"
+        return hashlib.sha256(f"{self.kind}\n{eos}{self._hf.to_str()}".encode()).hexdigest()
 
     def encode(self, text: str) -> list[int]:
         """Token ids of one text (no end-of-text added)."""
@@ -84,32 +91,38 @@ class TextTokenizer:
     def save(self, path: Path) -> None:
         """Write the tokenizer to one JSON file, atomically."""
         blob = {"format": _FORMAT, "kind": self.kind, "tokenizer": json.loads(self._hf.to_str())}
+        if self.eos != EOS:
+            blob["eos"] = self.eos
         write_atomic(Path(path), json.dumps(blob))
 
     @classmethod
     def load(cls, path: Path) -> TextTokenizer:
         """Read a tokenizer written by `save`."""
         blob = json.loads(Path(path).read_text())
-        return cls(blob["kind"], Tokenizer.from_str(json.dumps(blob["tokenizer"])))
+        return cls(blob["kind"], Tokenizer.from_str(json.dumps(blob["tokenizer"])), blob.get("eos", EOS))
 
 
 def get_tokenizer(spec, corpus: Corpus) -> TextTokenizer:
-    """The tokenizer a spec's tokenizer section names. byte needs no training; the other kinds
-    train on the corpus's training split (at most spec.train_bytes of it) once, then load from
-    the disk cache."""
-    if spec.kind == "byte":
-        return TextTokenizer("byte", _byte([], KINDS["byte"].fixed_size))
-    key = json.dumps({"kind": spec.kind, "size": spec.size, "train_bytes": spec.train_bytes,
-                      "corpus": corpus.fingerprint, "format": _FORMAT,
-                      "tokenizers": tokenizers.__version__}, sort_keys=True)
+    """The tokenizer a spec's tokenizer section names. byte and file need no training; the other
+    kinds train on the corpus's training split once (on at most spec.train_bytes of it, or
+    SAMPLE_BYTES, sampled evenly through it), then load from the disk cache."""
+    kind = KINDS[spec.kind]
+    if kind.open is not None:
+        return kind.open(spec)
+    train = Texts.of(corpus.train)
+    budget = spec.train_bytes or SAMPLE_BYTES
+    fields = {"kind": spec.kind, "size": spec.size, "train_bytes": spec.train_bytes,
+              "corpus": corpus.fingerprint, "format": _FORMAT, "tokenizers": tokenizers.__version__}
+    if train.bytes > budget:
+        fields["sample"] = f"spread {budget}"
+    key = json.dumps(fields, sort_keys=True)
     path = cache_dir() / "tokenizers" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
     if path.exists():
         try:
             return TextTokenizer.load(path)
         except Exception:  # a damaged or foreign cache entry is rebuilt, never trusted
             pass
-    docs = corpus.train if spec.train_bytes is None else take_bytes(corpus.train, spec.train_bytes)
-    TextTokenizer(spec.kind, KINDS[spec.kind].build(docs, spec.size)).save(path)
+    TextTokenizer(spec.kind, kind.build(train.sample(budget), spec.size)).save(path)
     # Return what later runs will load: serialisation rounds some unigram scores by one ulp, and
     # every process should encode (and hash, for stream caches) the same tokenizer.
     return TextTokenizer.load(path)
@@ -219,25 +232,97 @@ def _char(docs: list[str], size: int) -> Tokenizer:
     return hf
 
 
+# ------------------------------------------------------------------------------ from a file
+
+
+EOS_NAMES = (EOS, "</s>", "<|end_of_text|>", "<eos>", "<|eos|>")
+"""End-of-text tokens a tokenizer file may have, in order of preference: the first that is one of
+its special tokens separates documents."""
+
+
+def read_file(path: str) -> tuple[str, str, int]:
+    """A tokenizer file's Hugging Face JSON, its end-of-text token and its vocabulary size. Reads
+    a `tokenizers` JSON file or a run folder's tokenizer.json (ours wraps one). Raises DataError
+    naming the file and what is wrong."""
+    try:
+        st = Path(path).stat()
+    except OSError as e:
+        raise DataError(f"{path}: {e.strerror.lower() if e.strerror else 'cannot be read'}") from None
+    return _read_file(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_file(path: str, mtime_ns: int, size: int) -> tuple[str, str, int]:
+    # Keyed on the file's time and size: a spec is validated once per trial of a study.
+    try:
+        text = Path(path).read_text()
+        blob = json.loads(text)
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+    except ValueError as e:
+        raise DataError(f"{path}: not a tokenizers JSON file ({str(e).splitlines()[0]})") from None
+    wrapped = isinstance(blob, dict) and isinstance(blob.get("tokenizer"), dict) and "kind" in blob
+    hf_blob = blob["tokenizer"] if wrapped else blob
+    inner = json.dumps(hf_blob) if wrapped else text
+    if not isinstance(hf_blob, dict) or "model" not in hf_blob:
+        raise DataError(f"{path}: not a tokenizers JSON file (it has no \"model\")")
+    try:
+        hf = Tokenizer.from_str(inner)
+    except Exception as e:  # the library raises a bare Exception with the serde message
+        raise DataError(f"{path}: not a tokenizers JSON file ({str(e).splitlines()[0][:200]})") from None
+    special = {t.content for t in hf.get_added_tokens_decoder().values() if t.special}
+    names = ([blob["eos"]] if wrapped and "eos" in blob else []) + list(EOS_NAMES)
+    eos = next((name for name in names if name in special), None)
+    if eos is None:
+        found = ", ".join(sorted(special)[:8]) or "none"
+        raise DataError(f"{path}: no end-of-text token to separate documents: expected a special token "
+                        f"{' or '.join(EOS_NAMES)} (its special tokens: {found})")
+    return inner, eos, TextTokenizer("file", hf, eos).vocab_size
+
+
+def _open_file(spec) -> TextTokenizer:
+    inner, eos, size = read_file(spec.path)
+    if spec.vocab_size is not None and spec.vocab_size != size:
+        raise DataError(f"tokenizer.path: {spec.path} has {size} tokens, but tokenizer.vocab_size is "
+                        f"{spec.vocab_size}; leave vocab_size out to take the file's")
+    return TextTokenizer("file", Tokenizer.from_str(inner), eos)
+
+
+def file_vocabulary(path: Any) -> int | None:
+    """The vocabulary of a tokenizer file, or None when it cannot be used (`problems` says why)."""
+    try:
+        return read_file(path)[2] if isinstance(path, str) else None
+    except DataError:
+        return None
+
+
+# ------------------------------------------------------------------------------------ kinds
+
+
 @dataclass(frozen=True)
 class Kind:
     """One tokenizer kind: how it is built and the rules of its vocabulary."""
 
-    build: Callable[[list[str], int], Tokenizer]
+    build: Callable[[Iterable[str], int], Tokenizer] | None
     """(training documents, vocabulary size) to a Hugging Face tokenizer."""
     doc: str
     fixed_size: int | None = None
     """The vocabulary size when it cannot be chosen."""
     default_size: int | None = None
     """The vocabulary size when vocab_size is left out (None: vocab_size is required)."""
+    open: Callable[[Any], TextTokenizer] | None = None
+    """For kinds that are not trained: the tokenizer section to the tokenizer."""
 
 
 KINDS: dict[str, Kind] = {
-    "byte": Kind(_byte, "UTF-8 bytes", fixed_size=257),
+    "byte": Kind(_byte, "UTF-8 bytes", fixed_size=257,
+                 open=lambda spec: TextTokenizer("byte", _byte([], 257))),
     "char": Kind(_char, "the most frequent characters with byte fallback", default_size=512),
     "bpe": Kind(_bpe, "byte-level BPE"),
     "wordpiece": Kind(_wordpiece, "greedy longest-match subwords over byte-level pieces"),
     "unigram": Kind(_unigram, "unigram LM subwords over byte-level pieces"),
+    "file": Kind(None, "a tokenizer one already has: a Hugging Face tokenizers JSON file (or a run "
+                 "folder's tokenizer.json) at tokenizer.path, its vocabulary as it is", open=_open_file),
 }
 """Every tokenizer kind by name: the spec's tokenizer.kind accepts exactly these."""
 MIN_LEARNED_VOCAB = 512  # 256 byte pieces, special tokens and learned pieces
@@ -246,12 +331,19 @@ MIN_LEARNED_VOCAB = 512  # 256 byte pieces, special tokens and learned pieces
 def vocabulary(spec) -> int:
     """The vocabulary size a tokenizer section builds the model for."""
     kind = KINDS[spec.kind]
+    if kind.build is None:     # read from the file when the spec was validated
+        return spec.vocab_size or 2
     return kind.fixed_size or spec.vocab_size or kind.default_size or MIN_LEARNED_VOCAB
 
 
 def problems(spec) -> list[tuple[tuple[str, ...], str]]:
     """The vocabulary rules of a tokenizer section, as (field path, message) pairs."""
     kind, where = KINDS[spec.kind], ("tokenizer", "vocab_size")
+    path = getattr(spec, "path", None)
+    if kind.build is None:
+        return _file_problems(spec, path)
+    if path is not None:
+        return [(("tokenizer", "path"), f"is for kind file only (this tokenizer is {spec.kind})")]
     if kind.fixed_size is not None:
         if spec.vocab_size not in (None, kind.fixed_size):
             return [(where, f"{spec.kind} tokenizer has a fixed vocabulary of {kind.fixed_size}; "
@@ -263,4 +355,23 @@ def problems(spec) -> list[tuple[tuple[str, ...], str]]:
     if vocabulary(spec) < MIN_LEARNED_VOCAB:
         out.append((where, f"{spec.kind} needs vocab_size >= {MIN_LEARNED_VOCAB} "
                     "(256 byte pieces, special tokens and learned pieces)"))
+    return out
+
+
+def _file_problems(spec, path: str | None) -> list[tuple[tuple[str, ...], str]]:
+    if path is None:
+        return [(("tokenizer", "path"), "kind file needs a path to a tokenizers JSON file")]
+    out = []
+    if spec.train_bytes is not None:
+        out.append((("tokenizer", "train_bytes"), "a tokenizer read from a file is not trained; "
+                    "leave train_bytes out"))
+    try:
+        size = read_file(path)[2]
+    except DataError as e:
+        if spec.vocab_size is None:   # with a vocab_size (a run's own spec) the file may have moved
+            out.append((("tokenizer", "path"), str(e)))
+        return out
+    if spec.vocab_size is not None and spec.vocab_size != size:
+        out.append((("tokenizer", "vocab_size"), f"{path} has {size} tokens, not {spec.vocab_size}; "
+                    "leave vocab_size out to take the file's"))
     return out

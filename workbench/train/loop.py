@@ -98,7 +98,7 @@ class _Run:
         self.rank, self.world, self.main = acc.process_index, acc.num_processes, acc.is_main_process
         self.run_dir = run_dir if self.main else None           # one writer per run folder
         with acc.main_process_first():                          # tokenizer and streams cached once
-            self.prep = prepare(spec)
+            self.prep = prepare(spec, progress=progress and self.main)
         if self.prep.tokenizer.vocab_size > spec.tokenizer.size:
             raise AssertionError(f"tokenizer has {self.prep.tokenizer.vocab_size} tokens; "
                                  f"the model is built for {spec.tokenizer.size}")
@@ -316,7 +316,8 @@ class _Run:
             finetune_val_bpb=ft.metrics["finetune"].bpb if ft else None,
             finetune_gain_bpb=pre.metrics["finetune"].bpb - ft.metrics["finetune"].bpb if ft else None,
             forgetting_bpb=ft.metrics["pretrain"].bpb - pre.metrics["pretrain"].bpb if ft else None,
-            suite=suite, suite_error=suite_error)
+            suite=suite, suite_error=suite_error,
+            corpus=self.prep.corpora["pretrain"], finetune_corpus=self.prep.corpora.get("finetune"))
 
 
 def _device_name(device: torch.device) -> str:
