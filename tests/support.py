@@ -1,6 +1,8 @@
 """Shared test material: the repository's example files, tiny specs and study files that train in
 seconds, importable from every test module (pytest puts this folder on the path)."""
 
+import functools
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -66,8 +68,22 @@ VARIED = [
 
 
 def tokenizer_spec(kind: str, size: int = 1024, **fields) -> TokenizerSpec:
-    """A tokenizer section of `kind`; `size` is its vocabulary where the kind lets one be chosen."""
+    """A tokenizer section of `kind`; `size` is its vocabulary where the kind lets one be chosen.
+    The file kind reads a byte-level BPE tokenizer of that size, saved here as a tokenizers file."""
+    if KINDS[kind].build is None:
+        return TokenizerSpec(kind=kind, path=str(tokenizer_file(size)), **fields)
     return TokenizerSpec(kind=kind, vocab_size=None if KINDS[kind].fixed_size else size, **fields)
+
+
+@functools.lru_cache(maxsize=None)
+def tokenizer_file(size: int) -> Path:
+    """A Hugging Face tokenizers JSON file of a byte-level BPE with `size` tokens, trained once per
+    process on a slice of the standard library's own source."""
+    import sysconfig
+    text = (Path(sysconfig.get_paths()["stdlib"]) / "argparse.py").read_text()
+    path = Path(tempfile.mkdtemp(prefix="tokenizer-file-")) / f"bpe-{size}.json"
+    KINDS["bpe"].build([text[i:i + 4000] for i in range(0, len(text), 4000)], size).save(str(path))
+    return path
 
 
 def write_docs(folder: Path, n: int, start: int = 0) -> None:

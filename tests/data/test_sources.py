@@ -141,7 +141,7 @@ def test_jsonl_prompts_stay_with_their_responses_through_the_split(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ('{"body": "x"}\n', "no column 'text'.*'body'"),
-    ('{"text": 1}\n{"text": 2}\n', "holds Int64, not strings"),
+    ('{"text": 1}\n{"text": 2}\n', "row 0 has a number .* in column 'text'"),
     ('{"text": "a"}\n{"other": 1}\n', "row 1 has no string"),
     ('{"text": "a"}\n{"text": \n', "not readable as JSON Lines"),
 ])

@@ -95,7 +95,7 @@ def train(spec_file: Path, set_: SetOption = None,
     from workbench.train.loop import train as train_spec
     spec = spec_from(spec_file, set_)
     run_dir = out_dir or Path("runs") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    writable_folder(run_dir, "run folder")
+    writable_folder(run_dir, "run folder", create=False)
     record = train_spec(spec, run_dir, progress=not quiet and sys.stderr.isatty())
     table = Table(show_header=False, box=None)
     rows = [("status", record.status + (f" ({record.reason})" if record.reason else "")),

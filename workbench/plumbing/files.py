@@ -34,16 +34,24 @@ def write_atomic(path: Path, content: Content) -> Path:
     return path
 
 
-def writable_folder(path: Path, what: str = "folder") -> Path:
-    """`path` as a folder this process can write in (made if missing), checked by writing and
-    removing a file there, so a run or a study is refused before any work rather than failing
-    after it. Raises OutputError naming the path."""
+def writable_folder(path: Path, what: str = "folder", create: bool = True) -> Path:
+    """`path` as a folder this process can write in, checked by writing and removing a file
+    there, so a run or a study is refused before any work rather than failing after it. A
+    missing folder is made, or with create=False left unmade and its nearest existing parent
+    checked instead. Raises OutputError naming the path."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} is a file, not a folder")
+    probed = path
+    if not create:
+        while not probed.exists():
+            probed = probed.parent
+        if not probed.is_dir():
+            raise OutputError(f"{what} {path} cannot be made: {probed} is a file, not a folder")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=probed, prefix=".write-check-")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
