@@ -65,7 +65,7 @@ def main() -> None:
            f"bootstrap_{args.resamples}_{workers}_processes_s": pool_s,
            f"fit_source_{args.resamples}_resamples_s": e2e_s,
            "bootstrap_unconverged": draws["unconverged"],
-           "alpha": result["forms"]["nd"]["params"]["alpha"], "beta": result["forms"]["nd"]["params"]["beta"]}
+           "alpha": result.forms["nd"].params["alpha"].text(), "beta": result.forms["nd"].params["beta"].text()}
     for key, value in out.items():
         print(f"{key:40s} {value if not isinstance(value, float) else round(value, 3)}")
     print(json.dumps(out))

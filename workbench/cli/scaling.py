@@ -4,7 +4,6 @@ fit and the page use."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,16 +36,16 @@ def fit(source: Annotated[Path, typer.Argument(help="A study file, or a CSV/Parq
     from workbench.scaling.runs import load_runs
     runs, prov = load_runs(source, loss=loss, n_convention=n_convention, c_convention=c_convention,
                            group_by=group_by, storage=storage)
-    if prov["kind"] == "study":
+    if prov.kind == "study":
         from workbench.study.storage import study_dir
-        path = study_dir(prov["study"]) / "fit.json"
+        path = study_dir(prov.study) / "fit.json"
     else:
         path = source.with_name(source.name + ".fit.json")
     result = fit_runs(runs, prov, x=x, form=form, target_flops=target_flops, bootstrap=bootstrap,
                       huber_delta=huber_delta, fixed_e=fixed_e, outliers=outliers)
     save(result, path)
     if as_json:
-        print(json.dumps(result))
+        print(result.to_json())
         return
     out.print(render(result))
     out.print(f"fit: {path}")

@@ -7,7 +7,7 @@ figure, because plotly renders a subset of HTML in titles, legends and hover tex
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -15,10 +15,15 @@ import polars as pl
 
 from workbench.study.objectives import FITTABLE
 
+if TYPE_CHECKING:
+    from workbench.report.scaling import FitView
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 AXES = {"flops": ("compute.6N+attn", "training compute C (FLOPs)"),
         "params": ("params.total", "parameters N"),
         "tokens": ("tokens", "training tokens D")}
+
+
 def loss_label(loss: str) -> str:
     """`loss` (a results column) in words, escaped: what the scaling figures' y axes show."""
     return esc(_words(loss))
@@ -47,7 +52,7 @@ def groups(df: pl.DataFrame, group_col: str | None) -> list[tuple[str, pl.DataFr
     return [(k, df.filter(pl.col(group_col).cast(pl.String) == k)) for k in keys]
 
 
-def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: dict | None,
+def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: FitView | None,
                    loss: str = "val_bpb") -> go.Figure:
     """The `loss` column (the one the fit fitted) against C, N or D on log axes, one colour per
     group, with the fitted law and its band where the fit provides one for this axis. `done`
@@ -60,7 +65,7 @@ def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: di
             x=part[column].to_list(), y=part[loss].to_list(), mode="markers", name=esc(name),
             marker=dict(color=color, size=8, opacity=0.8),
             text=[f"trial {t}" for t in part["trial"].to_list()], hovertemplate="%{text}<br>%{x:.3g}, %{y:.4f}"))
-        for curve in (fit or {}).get("curves", {}).get(axis, []):
+        for curve in fit.curves.get(axis, []) if fit else []:
             if curve.get("group", "all runs") != name:
                 continue
             curve_name = f"{esc(name)}: {esc(curve.get('label', 'fit'))}"
@@ -71,7 +76,7 @@ def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: di
                 fig.add_trace(go.Scatter(x=curve["x"] + curve["x"][::-1], y=curve["hi"] + curve["lo"][::-1],
                                          fill="toself", fillcolor=color, opacity=0.12, line=dict(width=0),
                                          name=f"{curve_name}, 95% band", hoverinfo="skip"))
-        for point in (fit or {}).get("backtest_points", {}).get(axis, []):
+        for point in fit.backtest_points.get(axis, []) if fit else []:
             if point.get("group", "all runs") == name:
                 fig.add_trace(go.Scatter(x=[point["x"]], y=[point["y"]], mode="markers", showlegend=False,
                                          marker=dict(symbol="x", size=11, color=color),
@@ -84,23 +89,23 @@ def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: di
     return fig
 
 
-def isoflop_figure(fit: dict | None, loss: str = "val_bpb") -> go.Figure | None:
+def isoflop_figure(fit: FitView | None, loss: str = "val_bpb") -> go.Figure | None:
     """One curve per compute budget: the fitted loss (`loss`) against N, with the fitted
     parabola's minimum."""
-    iso = (fit or {}).get("isoflop") or {}
-    budgets = [b for b in iso.get("budgets") or [] if b.get("params")]
+    iso = fit.isoflop if fit else None
+    budgets = [b for b in (iso.budgets if iso else None) or [] if b.params]
     if not budgets:
         return None
     fig = go.Figure()
     for i, b in enumerate(budgets):
         color = PALETTE[i % len(PALETTE)]
-        fig.add_trace(go.Scatter(x=b.get("params", []), y=b.get("loss", []), mode="markers+lines",
-                                 name=f"C = {b['flops']:.2g}", line=dict(color=color)))
-        if b.get("N_opt"):
-            fig.add_trace(go.Scatter(x=[b["N_opt"]], y=[b.get("loss_opt")], mode="markers", showlegend=False,
+        fig.add_trace(go.Scatter(x=b.params, y=b.loss, mode="markers+lines",
+                                 name=f"C = {b.flops:.2g}", line=dict(color=color)))
+        if b.N_opt:
+            fig.add_trace(go.Scatter(x=[b.N_opt], y=[b.loss_opt], mode="markers", showlegend=False,
                                      marker=dict(symbol="star", size=14, color=color)))
-        elif b.get("reason"):
-            fig.data[-1].name += f" ({esc(b['reason'])})"
+        elif b.reason:
+            fig.data[-1].name += f" ({esc(b.reason)})"
     return _layout(fig, "IsoFLOP curves (stars: fitted minima of the parabola in log N)", "parameters N",
                    loss_label(loss))
 

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from workbench.plumbing.errors import FitError
+from workbench.scaling.result import Conventions, Defaults, Provenance
 from workbench.study.schema import StudyFile
 
 N_COLUMNS = {"total": "params.total", "nonembedding": "params.nonembedding", "matmul": "params.matmul"}
@@ -17,8 +18,8 @@ C_COLUMNS = {"6N": "compute.6N", "6N+attn": "compute.6N+attn"}
 TABLE_COLUMNS = "params, tokens, loss (optional: flops, group)"
 
 
-
 def check_conventions(n_convention: str, c_convention: str) -> None:
+    """Refuse an unknown N or C convention, naming the known ones."""
     if n_convention not in N_COLUMNS:
         raise FitError(f"unknown N convention {n_convention!r}: choose one of {', '.join(N_COLUMNS)}")
     if c_convention not in C_COLUMNS:
@@ -27,7 +28,7 @@ def check_conventions(n_convention: str, c_convention: str) -> None:
 
 def load_runs(source: Path, *, loss: str | None = None, n_convention: str = "total",
               c_convention: str = "6N+attn", group_by: str | None = None,
-              storage: str | None = None) -> tuple[pl.DataFrame, dict]:
+              storage: str | None = None) -> tuple[pl.DataFrame, Provenance]:
     """The runs of SOURCE, a study file (its trials, read from `storage` by the study layer) or a
     table of runs (`read_runs`), with their provenance."""
     source = Path(source)
@@ -42,7 +43,7 @@ def load_runs(source: Path, *, loss: str | None = None, n_convention: str = "tot
 
 
 def study_runs(study: StudyFile, table: pl.DataFrame, loss: str | None = None, n_convention: str = "total",
-               c_convention: str = "6N+attn", group_by: str | None = None) -> tuple[pl.DataFrame, dict]:
+               c_convention: str = "6N+attn", group_by: str | None = None) -> tuple[pl.DataFrame, Provenance]:
     """A study's completed trials (its trials table, study.table) as runs to fit, under the
     study's scaling section where an argument is left out."""
     check_conventions(n_convention, c_convention)
@@ -50,12 +51,13 @@ def study_runs(study: StudyFile, table: pl.DataFrame, loss: str | None = None, n
     ladder = study.spec.ladder
     runs, prov = from_export(table, str(study.path), loss or study.spec.scaling.loss, n_convention, c_convention,
                              group_by, ladder.flops_convention if ladder and ladder.flops else None)
-    prov.update(kind="study", study=study.name, defaults={"x": study.spec.scaling.x, "group_by": group_by})
+    prov.kind, prov.study = "study", study.name
+    prov.defaults = Defaults(x=study.spec.scaling.x, group_by=group_by)
     return runs, prov
 
 
 def read_runs(source: Path, *, loss: str | None = None, n_convention: str = "total",
-              c_convention: str = "6N+attn", group_by: str | None = None) -> tuple[pl.DataFrame, dict]:
+              c_convention: str = "6N+attn", group_by: str | None = None) -> tuple[pl.DataFrame, Provenance]:
     """The runs in a table file: a study export (Parquet or CSV with `params.total`, `status`,
     ...) or an external table with the columns params, tokens, loss and optionally flops and
     group. Returns the runs and their provenance."""
@@ -69,7 +71,8 @@ def read_runs(source: Path, *, loss: str | None = None, n_convention: str = "tot
         runs, prov = _from_table(table, str(source), loss, group_by)
     else:
         runs, prov = from_export(table, str(source), loss, n_convention, c_convention, group_by)
-    prov.update(kind="table", study=None, defaults={"x": "flops", "group_by": group_by})
+    prov.kind, prov.study = "table", None
+    prov.defaults = Defaults(x="flops", group_by=group_by)
     return runs, prov
 
 
@@ -112,10 +115,10 @@ def _from_table(table: pl.DataFrame, where: str, loss: str, group_by: str | None
         "loss": table[loss_col].cast(pl.Float64), "group": _group_column(table, where, group_by),
         "budget": pl.Series([None] * len(table), dtype=pl.Float64)})
     notes = [] if has_flops else ["C = 6·N·D: the table has no flops column"]
-    return runs, {"source": where, "layout": "runs", "rows": len(table), "used": len(runs), "excluded": {},
-                  "conventions": {"N": "params", "C": "flops" if has_flops else "6ND", "loss": loss_col,
-                                  "group_by": group_by or ("group" if "group" in table.columns else None)},
-                  "notes": notes}
+    return runs, Provenance(
+        source=where, kind="table", layout="runs", rows=len(table), used=len(runs), excluded={}, notes=notes,
+        conventions=Conventions(N="params", C="flops" if has_flops else "6ND", loss=loss_col,
+                                group_by=group_by or ("group" if "group" in table.columns else None)))
 
 
 def _check_positive(table: pl.DataFrame, col: str, where: str) -> None:
@@ -161,9 +164,8 @@ def from_export(table: pl.DataFrame, where: str, loss: str, n_convention: str, c
     if invalid:
         excluded["no usable loss or size"] = invalid
     runs = runs.filter(ok.fill_null(False))
-    return runs, {"source": where, "layout": "study-export", "rows": len(table), "used": len(runs),
-                  "excluded": excluded, "notes": [],
-                  "conventions": {"N": n_col, "C": c_col, "loss": loss, "group_by": group_by}}
+    return runs, Provenance(source=where, kind="table", layout="study-export", rows=len(table), used=len(runs),
+                            excluded=excluded, conventions=Conventions(N=n_col, C=c_col, loss=loss, group_by=group_by))
 
 
 def _ladder_budget(kept: pl.DataFrame, convention: str | None) -> pl.Series:

@@ -1,0 +1,68 @@
+"""Planted scaling laws for the fit tests: runs drawn from a known law with seeded noise, as
+arrays or as the tables users bring."""
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from workbench.scaling.fit import fit_runs
+from workbench.scaling.runs import load_runs
+
+# Chinchilla's fitted law (Hoffmann et al. 2022, approach 3) as the planted truth.
+TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+A_TRUE = TRUTH["beta"] / (TRUTH["alpha"] + TRUTH["beta"])
+"""The planted compute-optimal exponent: N_opt ∝ C^a."""
+LOAD = ("loss", "n_convention", "c_convention", "group_by", "storage")
+
+
+def chinchilla(N, D, p=TRUTH):
+    return p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"]
+
+
+def grid_runs(seed: int, noise: float = 0.01, side: int = 10, n0: float = 1e8, d0: float = 1e9):
+    """side x side runs, N and D each spanning two decades (jittered), multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    N, D = (a.ravel() for a in np.meshgrid(np.geomspace(n0, 100 * n0, side), np.geomspace(d0, 100 * d0, side)))
+    N, D = N * np.exp(rng.uniform(-0.1, 0.1, N.size)), D * np.exp(rng.uniform(-0.1, 0.1, D.size))
+    return N, D, chinchilla(N, D) * np.exp(rng.normal(0, noise, N.size))
+
+
+def isoflop_runs(seed: int, noise: float = 0.01, budgets=np.geomspace(1e18, 1e22, 5), spread: float = 8.0):
+    """Per budget, 9 sizes around the planted compute-optimal N, with D = C / (6N)."""
+    rng = np.random.default_rng(seed)
+    s = TRUTH["alpha"] + TRUTH["beta"]
+    G = (TRUTH["alpha"] * TRUTH["A"] / (TRUTH["beta"] * TRUTH["B"])) ** (1 / s)
+    rows = []
+    for C in budgets:
+        for N in G * (C / 6) ** (TRUTH["beta"] / s) * np.geomspace(1 / spread, spread, 9):
+            rows.append((C, N, C / (6 * N)))
+    C, N, D = np.array(rows).T
+    return C, N, D, chinchilla(N, D) * np.exp(rng.normal(0, noise, len(C)))
+
+
+def export_like() -> dict:
+    """A table with the column names of `workbench study export`: completed ladder runs over
+    three budgets, plus runs that failed, diverged or were pruned, and two positional kinds."""
+    C, N, D, L = isoflop_runs(2, budgets=np.geomspace(1e18, 1e20, 3))
+    k = len(C)
+    status = ["completed"] * k + ["failed", "diverged", "pruned", "pruned"]
+    pad = lambda v, fill: list(v) + [fill] * 4
+    return {"trial": list(range(k + 4)), "status": status, "origin": ["ladder"] * (k + 4),
+            "params.total": pad(N * 1.1, 1e8), "params.nonembedding": pad(N, 1e8),
+            "tokens": pad(D, 1e9), "compute.6N": pad(C, 1e18), "compute.6N+attn": pad(C * 1.05, 1e18),
+            "spec.train.budget.flops_convention": ["6N"] * (k + 4),
+            "val_bpb": pad(L, None), "val_loss": pad(L * 0.69, None),
+            "spec.model.positional.kind": (["rope", "alibi"] * k)[:k] + ["rope"] * 4}
+
+
+def write_table(path: Path, **columns) -> Path:
+    df = pl.DataFrame(columns)
+    df.write_csv(path) if path.suffix == ".csv" else df.write_parquet(path)
+    return path
+
+
+def fit_source(source, **options):
+    """Load the runs of a study or table and fit them, as `workbench fit` does."""
+    runs, prov = load_runs(source, **{k: options.pop(k) for k in LOAD if k in options})
+    return fit_runs(runs, prov, **options)
