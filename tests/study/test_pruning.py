@@ -51,12 +51,15 @@ def test_every_named_pruner_decides_as_if_the_other_groups_were_absent(kind):
 
 
 def test_a_search_over_two_budgets_never_prunes_across_them(tmp_path, monkeypatch):
-    """Half-warmup schedules: at equal tokens the 16-step trials are still warming up while the
+    """Half-warmup schedules: at equal tokens the 8-step trials are still warming up while the
     4-step ones are done, so a pruner comparing across budgets would stop the long ones."""
     monkeypatch.chdir(tmp_path)
     base = {**BASE, "train": {**BASE["train"], "eval_every": 1, "schedule": {"warmup": 0.5}}}
-    study = load_study(write_study(tmp_path, base=base, trials=8, pruner={"kind": "median", "warmup_evals": 0},
-                                   search={"train.budget.steps": {"choice": [4, 16]}, "train.lr": {"float": [8e-3, 1e-2]}}))
+    # Sampler seed 6 proposes budgets 4, 4, 8, 8, 4, 4: two short trials finish before the
+    # first long one starts, so comparing across budgets would prune it at its first evaluation.
+    study = load_study(write_study(tmp_path, base=base, trials=6, pruner={"kind": "median", "warmup_evals": 0},
+                                   sampler={"kind": "random", "seed": 6},
+                                   search={"train.budget.steps": {"choice": [4, 8]}, "train.lr": {"float": [8e-3, 1e-2]}}))
     url = str(tmp_path / "p.journal")
     supervise(study, url, workers=1, poll=0.2)
     trials = [t for t in load_existing(study, url).get_trials() if t.user_attrs.get("status") != "duplicate"]
@@ -64,13 +67,11 @@ def test_a_search_over_two_budgets_never_prunes_across_them(tmp_path, monkeypatc
     assert len(set(groups.values())) == 2
     for t in trials:            # keyed by tokens seen: whole batches of 128 tokens
         assert t.intermediate_values and all(k % 128 == 0 for k in t.intermediate_values)
-    long = [t for t in trials if t.params["train.budget.steps"] == 16]
+    long = [t for t in trials if t.params["train.budget.steps"] == 8]
     short = [t for t in trials if t.params["train.budget.steps"] == 4 and t.state == TrialState.COMPLETE]
     assert long and short
-    # Across budgets the long trials look worse at every shared token count ...
-    for t in long:
-        shared = [k for k in t.intermediate_values if k <= 4 * 128]
-        assert shared and all(t.intermediate_values[k] > s.intermediate_values[k] for s in short for k in shared)
+    # Across budgets the long trials look worse at their first evaluation ...
+    assert all(t.intermediate_values[128] > s.intermediate_values[128] for t in long for s in short)
     # ... yet the first two long trials always finish (their group starts empty), a long trial
     # finishes after short ones did, and every pruned trial was behind the median of the trials
     # of its own budget finished before it.
