@@ -34,6 +34,16 @@ def test_every_ladder_point_runs_once(finished_study):
     assert sorted(t.user_attrs["origin"] for t in trials) == ["baseline"] * 2 + ["ladder"] * 4 + ["search"] * 4
 
 
+def test_the_summary_keeps_search_baselines_and_ladder_apart(finished_study):
+    s, trials = finished_study.result, finished_study.ostudy.get_trials()
+    searched = {t.number: t.values for t in trials if t.user_attrs["origin"] == "search" and t.state == TrialState.COMPLETE}
+    assert [t["number"] for t in s["best"]] == sorted(searched, key=lambda n: searched[n][0])
+    assert sorted(t["status"] for t in s["baselines"]) == ["completed", "diverged"]
+    assert s["ladder"] == {"planned": 4, "done": 4, "failed": 0, "running": 0}
+    assert s["roles"] == {"search": {"complete": 4}, "baseline": {"complete": 1, "fail": 1}, "ladder": {"complete": 4}}
+    assert [(f["role"], f["status"]) for f in s["failures"]] == [("baseline", "diverged")]
+
+
 def test_completed_trials_keep_their_run_folders(finished_study):
     for t in finished_study.ostudy.get_trials(states=(TrialState.COMPLETE,)):
         assert (finished_study.folder / t.user_attrs["run_dir"] / "record.json").is_file()

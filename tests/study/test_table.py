@@ -20,6 +20,8 @@ def test_a_finished_study_exports_every_trial_with_record_and_spec_columns(finis
         assert column in back.columns
     assert back.filter(pl.col("status") == "completed")["val_bpb"].null_count() == 0
     assert isinstance(back["curve"].dtype, pl.List)
+    assert back["role"].to_list() == back["origin"].to_list()
+    assert sorted(back["role"].to_list()) == ["baseline"] * 2 + ["ladder"] * 4 + ["search"] * 4
 
 
 def test_load_trials_reads_the_study_and_its_table_once(finished_study):
@@ -45,8 +47,8 @@ def test_a_trial_row_says_where_when_and_what():
                     "spec": {"model": {"width": 64}}, "record": {"val_bpb": 2.5, "params": {"total": 9}}})
     trial.datetime_start, trial.datetime_complete = start, start + datetime.timedelta(seconds=90)
     row = trial_row(trial)
-    assert (row["state"], row["status"], row["origin"], row["worker"], row["values"]) == \
-        ("complete", "completed", "search", "host:1", [2.5])
+    assert (row["state"], row["status"], row["origin"], row["role"], row["worker"], row["values"]) == \
+        ("complete", "completed", "search", "search", "host:1", [2.5])
     assert row["duration_s"] == 90 and row["retried"] is False and row["retry_of"] is None
     assert (row["spec.model.width"], row["val_bpb"], row["params.total"]) == (64, 2.5, 9)
     running = trial_row(optuna.trial.create_trial(state=TrialState.RUNNING))    # no status of its own yet

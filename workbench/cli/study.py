@@ -56,22 +56,39 @@ def study_run(study_file: Path,
 def _progress_line(s: dict) -> str:
     states = ", ".join(f"{n} {k}" for k, n in sorted(s["states"].items()))
     best = s["best"][0] if s["best"] else None
-    tail = f" | best {s['objectives'][0]} {best['values'][0]:.4f} (trial {best['number']})" if best else ""
-    return f"{s['counted']}/{s['planned']} trials: {states}{tail}"
+    tail = f" | best searched {s['objectives'][0]} {best['values'][0]:.4f} (trial {best['number']})" if best else ""
+    return f"{s['counted']}/{s['planned']} trials: {states}{tail}{_ladder_text(s['ladder'], ' | ')}"
 
 
-def _print_summary(s: dict) -> None:
-    table = Table(title=f"study {s['study']}: " + ", ".join(f"{n} {k}" for k, n in sorted(s["states"].items())))
+def _ladder_text(ladder: dict, lead: str) -> str:
+    if not ladder["planned"]:
+        return ""
+    failed = f", {ladder['failed']} failed" if ladder["failed"] else ""
+    return f"{lead}ladder {ladder['done']}/{ladder['planned']} points done{failed}"
+
+
+def _trials_table(title: str, s: dict, trials: list[dict]) -> Table:
+    table = Table(title=title)
     table.add_column("trial")
     for name in s["objectives"]:
         table.add_column(name)
     table.add_column("fields")
-    for t in s["best"]:
-        table.add_row(str(t["number"]), *(f"{v:.4g}" for v in t["values"]),
+    for t in trials:
+        values = t["values"] or [None] * len(s["objectives"])
+        table.add_row(str(t["number"]), *(t["status"] if v is None else f"{v:.4g}" for v in values),
                       ", ".join(f"{k}={v}" for k, v in t["fields"].items()))
-    out.print(table)
+    return table
+
+
+def _print_summary(s: dict) -> None:
+    out.print(f"study {s['study']}: " + ", ".join(f"{n} {k}" for k, n in sorted(s["states"].items())))
+    out.print(_trials_table("best searched trials", s, s["best"]))
+    if s["baselines"]:
+        out.print(_trials_table("baselines", s, s["baselines"]))
+    if s["ladder"]["planned"]:
+        out.print(_ladder_text(s["ladder"], ""))
     for f in s["failures"]:
-        out.print(f"trial {f['number']} {f['status']}: {f['reason']}", soft_wrap=True)
+        out.print(f"trial {f['number']} ({f['role']}) {f['status']}: {f['reason']}", soft_wrap=True)
 
 
 @study_app.command("worker")
@@ -102,7 +119,7 @@ def study_worker(study_file: Path, storage: StorageOption = None,
 @user_errors
 def study_status(study_file: Path, storage: StorageOption = None,
                  as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Counts by state, best trials, failures with reasons."""
+    """Counts by state, the best searched trials, baselines, the ladder's progress, failures with reasons."""
     from workbench.study.file import load_study
     from workbench.study.storage import default_storage, load_existing
     from workbench.study.supervisor import summary

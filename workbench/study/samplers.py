@@ -7,6 +7,8 @@ from typing import Any, Callable
 
 import optuna
 
+from workbench.study.roles import filtered_study, role
+
 
 @dataclass(frozen=True)
 class Sampler:
@@ -42,3 +44,23 @@ PRUNERS: dict[str, Pruner] = {
     "hyperband": Pruner("Hyperband", optuna.pruners.HyperbandPruner),
 }
 """Every pruner by name: a study's `pruner.kind` accepts exactly these."""
+
+
+class GroupedPruner(optuna.pruners.BasePruner):
+    """A named pruner that compares a searched trial only with the searched trials of its own
+    group (the same budget and schedule, the trial's `group` attribute), each group with its own
+    pruner state. It reads through a filtered view of the storage, so every Optuna pruner,
+    Hyperband's brackets included, sees nothing outside the group."""
+
+    def __init__(self, make: Callable[[], optuna.pruners.BasePruner]):
+        self._make = make
+        self._pruners: dict[str, optuna.pruners.BasePruner] = {}
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        group = trial.user_attrs.get("group")
+        if group is None or role(trial.user_attrs) != "search":
+            return False               # designed points and ungrouped trials run to the end
+        pruner = self._pruners.setdefault(group, self._make())
+        grouped = filtered_study(study, lambda t: role(t.user_attrs) == "search" and t.user_attrs.get("group") == group,
+                                 pruner=pruner)
+        return pruner.prune(grouped, trial)

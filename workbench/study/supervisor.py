@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from workbench.plumbing.files import writable_folder
 from workbench.plumbing.process import die_with_parent
 from workbench.study.devices import WorkerPlan, gpu_count, plan_workers
+from workbench.study.roles import ROLES, role, with_role
 from workbench.study.schema import StudyFile
 from workbench.study.storage import create_or_resume, study_dir
 from workbench.study.worker import counted, reap
@@ -35,29 +36,46 @@ def spawn_worker(study: StudyFile, url: str, plan: WorkerPlan, log: Path) -> sub
 
 
 def summary(ostudy: optuna.Study) -> dict[str, Any]:
-    """Counts by state and status, the best trials, and failures with their reasons."""
+    """Counts by state and status; the best *searched* trials (the search's objective among the
+    trials the sampler proposed, which share one budget: never a ladder point or a baseline);
+    the baselines apart; the ladder's progress; failures with their reasons."""
     trials = ostudy.get_trials(deepcopy=False)
     by_state: dict[str, int] = {}
+    by_role: dict[str, dict[str, int]] = {name: {} for name in ROLES}
     for t in trials:
-        by_state[t.state.name.lower()] = by_state.get(t.state.name.lower(), 0) + 1
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        state = t.state.name.lower()
+        by_state[state] = by_state.get(state, 0) + 1
+        if not t.user_attrs.get("retried"):          # a retried trial's place went to its retry
+            counts = by_role[role(t.user_attrs)]
+            counts[state] = counts.get(state, 0) + 1
+    searched = [t for t in trials if t.state == TrialState.COMPLETE and role(t.user_attrs) == "search"]
     objectives = ostudy.user_attrs.get("objectives", ["value"])
     if len(ostudy.directions) == 1:
         sign = 1 if ostudy.direction == optuna.study.StudyDirection.MINIMIZE else -1
-        best = sorted(complete, key=lambda t: sign * t.values[0])[:5]
+        best = sorted(searched, key=lambda t: sign * t.values[0])[:5]
     else:
-        best = ostudy.best_trials
+        best = with_role(ostudy, "search").best_trials if searched else []
+    ladder = by_role["ladder"]
     return {
         "study": ostudy.study_name,
         "planned": ostudy.user_attrs.get("planned_trials"),
         "counted": counted(trials),
         "states": by_state,
+        "roles": {name: counts for name, counts in by_role.items() if counts},
         "objectives": objectives,
-        "best": [{"number": t.number, "values": t.values, "fields": t.user_attrs.get("fields", {})}
-                 for t in best],
-        "failures": [{"number": t.number, "status": t.user_attrs.get("status"), "reason": t.user_attrs.get("reason")}
+        "best": [_brief(t) for t in best],
+        "baselines": [_brief(t) for t in trials if role(t.user_attrs) == "baseline" and not t.user_attrs.get("retried")],
+        "ladder": {"planned": sum(ladder.values()), "done": ladder.get("complete", 0),
+                   "failed": ladder.get("fail", 0) + ladder.get("pruned", 0), "running": ladder.get("running", 0)},
+        "failures": [{"number": t.number, "role": role(t.user_attrs), "status": t.user_attrs.get("status"),
+                      "reason": t.user_attrs.get("reason")}
                      for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("status") != "duplicate"],
     }
+
+
+def _brief(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    return {"number": t.number, "values": t.values, "status": t.user_attrs.get("status", t.state.name.lower()),
+            "fields": t.user_attrs.get("fields", {})}
 
 
 def supervise(study: StudyFile, url: str, workers: int | str, on_progress=None, poll: float = 1.0,

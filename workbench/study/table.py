@@ -10,6 +10,7 @@ import optuna
 import polars as pl
 
 from workbench.plumbing.dotted import flatten
+from workbench.study.roles import role
 from workbench.study.schema import StudyFile
 
 
@@ -33,6 +34,7 @@ def trial_row(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "status": attrs.get("status", t.state.name.lower()),
         "reason": attrs.get("reason"),
         "origin": attrs.get("origin"),
+        "role": role(attrs),
         "retry_of": attrs.get("retry_of"),
         "retried": bool(attrs.get("retried", False)),
         "worker": attrs.get("worker"),
@@ -49,7 +51,8 @@ def trial_row(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 
 def trials_table(ostudy: optuna.Study) -> pl.DataFrame:
-    """Every trial of a study, one row each, in trial order."""
+    """Every trial of a study, one row each, in trial order; `role` (see roles.ROLES) says why
+    each ran: searched, baseline, ladder point or validation run."""
     rows = [trial_row(t) for t in ostudy.get_trials(deepcopy=False)]
     if not rows:
         return pl.DataFrame({"trial": []}, schema={"trial": pl.Int64})

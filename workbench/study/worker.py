@@ -3,6 +3,7 @@ workers, and running one trial from suggestion to the storage."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -16,7 +17,7 @@ from optuna.trial import TrialState
 from workbench.plumbing.files import writable_folder
 from workbench.record import RunRecord
 from workbench.study.objectives import OBJECTIVES
-from workbench.study.samplers import PRUNERS, SAMPLERS
+from workbench.study.samplers import PRUNERS, SAMPLERS, GroupedPruner
 from workbench.study.schema import FloatParam, StudyFile
 from workbench.study.space import Infeasible, grid, space_size, spec_for, suggest
 from workbench.study.storage import claim_lock, load_existing, study_dir
@@ -126,6 +127,15 @@ def objective_values(study: StudyFile, record: RunRecord) -> list[float]:
     return [float(v) for v in values]
 
 
+def budget_group(spec) -> str:
+    """What a trial's curve can be compared on: its budgets and schedules (pretraining and
+    fine-tuning), as canonical JSON. The pruner compares only trials with equal groups."""
+    data = spec.model_dump(mode="json")
+    finetune = data.get("finetune") or {}
+    return json.dumps({"train": {k: data["train"][k] for k in ("budget", "schedule")},
+                       "finetune": {k: finetune[k] for k in ("budget", "schedule") if k in finetune}}, sort_keys=True)
+
+
 def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root: Path,
               devices: int | None = None) -> str:
     """Sample, check and train one trial (on `devices` data-parallel processes when given),
@@ -152,6 +162,7 @@ def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root:
         return _finish(ostudy, trial, "duplicate", f"the same configuration as finished trial {twin}")
     trial.set_user_attr("fields", chosen)
     trial.set_user_attr("spec", spec.model_dump(mode="json"))
+    trial.set_user_attr("group", budget_group(spec))
     run_dir = root / "trials" / f"{trial.number:04d}"
     trial.set_user_attr("run_dir", str(run_dir))
     # Ladder points and baselines are a designed experiment: they always run to the end.
@@ -171,7 +182,9 @@ def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root:
         evals += 1
         if can_prune:
             value = getattr(point, watched)
-            trial.report(value, point.step)
+            # Keyed by tokens seen, so trials of one group with different batch sizes are compared
+            # only where they have seen the same data.
+            trial.report(value, point.tokens)
             if evals > study.spec.pruner.warmup_evals and trial.should_prune():
                 raise Pruned(f"pruned at step {point.step} ({watched.replace('_', ' ')} {value:.4f})")
 
@@ -227,7 +240,7 @@ def work(study: StudyFile, url: str, index: int = 0, root: Path | None = None, d
     # stored: a resumed or concurrent worker never replays another's (or its own earlier) draws.
     seed = int(np.random.SeedSequence([s.seed, index, len(ostudy.get_trials(deepcopy=False))]).generate_state(1)[0])
     ostudy = load_existing(study, url, sampler=SAMPLERS[s.kind].make(seed, grid(study)),
-                           pruner=PRUNERS[study.spec.pruner.kind].make())
+                           pruner=GroupedPruner(PRUNERS[study.spec.pruner.kind].make))
     root = root or study_dir(study)
     writable_folder(root / "trials", "trials folder")
     n = duplicates = 0
