@@ -72,7 +72,7 @@ def two_phase(tmp_path_factory) -> TwoPhase:
     from workbench.study.supervisor import supervise
     from workbench.study.table import trials_table
     tmp = tmp_path_factory.mktemp("two-phase")
-    finetune = {"data": {"source": "python-docstrings", "max_bytes": 60000}, "budget": {"steps": 3},
+    finetune = {"data": {"source": "python-docstrings", "max_bytes": 60000, "val_fraction": 0.3}, "budget": {"steps": 3},
                 "batch_tokens": 128, "eval_bytes": 2048}
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)
@@ -85,7 +85,8 @@ def two_phase(tmp_path_factory) -> TwoPhase:
         ostudy = load_existing(study, journal)
         out = report.write(study, ostudy, trials_table(ostudy), tmp / "report.html", samples=False)
     records = {t.number: {**t.user_attrs["record"], "trial": t.number,
-                          "group": str(t.user_attrs["spec"]["model"]["width"])} for t in ostudy.get_trials()}
+                          "group": str(t.user_attrs["spec"]["model"]["width"])}
+               for t in ostudy.get_trials() if "record" in t.user_attrs}          # not a skipped repeat
     return TwoPhase(study, ostudy, records, out)
 
 

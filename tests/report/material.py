@@ -20,6 +20,8 @@ def rebuilt(ostudy, change) -> object:
     import optuna
     copy = optuna.create_study()
     for t in ostudy.get_trials():
+        if "record" not in t.user_attrs:                  # a repeat the worker skipped: nothing trained
+            continue
         record = change(t.number, dict(t.user_attrs["record"]))
         copy.add_trial(optuna.trial.create_trial(state=t.state, values=t.values, params=t.params,
                                                  distributions=t.distributions,
