@@ -24,6 +24,7 @@ from workbench.report.rows import MISSING, best_trial, fmt, group_column, loss_c
 from workbench.report.scaling import comparison_section, fit_view, scaling_section
 from workbench.report.suite import finetune_section, suite_section
 from workbench.scaling.result import FitResult
+from workbench.study.roles import with_role
 from workbench.study.schema import StudyFile
 
 TABLE_COLUMNS = [("params.total", "N"), ("compute.6N+attn", "C"), ("tokens", "D"), ("val_bpb", "bpb"),
@@ -82,7 +83,7 @@ def _trials(page: Page, study: StudyFile, df: pl.DataFrame) -> None:
         TABLE_COLUMNS[:4] + [(loss, short(loss))] + TABLE_COLUMNS[4:]   # beside bpb
     shown = [(c, name) for c, name in table if c in df.columns
              and (c not in OPTIONAL_COLUMNS or df[c].null_count() < df.height)]
-    columns = [("trial", "trial"), ("status", "status")] + [(c, c.removeprefix("spec.")) for c in fields] \
+    columns = [("trial", "trial"), ("status", "status")] + ([("role", "role")] if "role" in df.columns else []) + [(c, c.removeprefix("spec.")) for c in fields] \
         + shown + [("reason", "failure reason")]
     head = "".join(f"<th>{esc(name)}</th>" for _, name in columns)
     body = []
@@ -139,8 +140,9 @@ def build(study: StudyFile, ostudy: optuna.Study, df: pl.DataFrame, fit: FitResu
     page = Page()
     _header(page, study, df)
     scaling_section(page, study, done, view, fit_error)
-    page.add("<h2>Search</h2>")
-    for _, fig in figures.search_figures(ostudy):
+    page.add("<h2>Search</h2><p class='note'>The searched trials only: baselines and ladder points have budgets "
+             "and roles of their own and are judged apart.</p>")
+    for _, fig in figures.search_figures(with_role(ostudy, "search")):
         page.figure(fig)
     comparison_section(page, study, done, view)
     suite_section(page, study, done)
