@@ -7,7 +7,7 @@ count of invalid UTF-8 sequences are read once and kept in an index beside the o
 keyed by the file's size, times and inode, so listing a large corpus again reads no text.
 
 Offsets are in bytes of the stored text. Cuts fall where decoding gives the same characters
-as decoding the whole document: after a newline, or before any byte that starts a character.
+as decoding the whole document: at a newline, or before any byte that starts a character.
 """
 
 from __future__ import annotations
@@ -166,9 +166,9 @@ class Piece:
         return decode(self.doc.read(self.start, self.end))[0]
 
     def cut(self, at: int, pattern: re.Pattern | None = None, window: int = 1 << 16) -> int:
-        """Where to cut this piece at or after document offset `at`: just after the first match
-        of `pattern` within `window` bytes (a newline, say), else before the first byte that
-        starts a character. self.end when the cut would leave nothing after it."""
+        """Where to cut this piece at or after document offset `at`: at the end of the first
+        match of `pattern` within `window` bytes (after a newline, say), else before the first
+        byte that starts a character; self.end when nothing would be left after the cut."""
         at = max(self.start, min(at, self.end))
         if pattern is not None:
             m = pattern.search(self.doc.read(at, min(self.end, at + window)))
