@@ -121,7 +121,8 @@ def stage_direct(spec_path: str) -> dict:
             n_tokens += len(np.array(e.ids, dtype=np.uint16))
 
     for path in files:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read()
         batch.append(raw.decode("utf-8", errors="replace"))
         n_bytes += len(raw)
         size += len(raw)

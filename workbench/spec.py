@@ -349,10 +349,10 @@ class Spec(Section):
             del data["finetune"]
         if data["data"].get("prompt", 0) is None:
             del data["data"]["prompt"]
-        for section in (data["data"], data.get("finetune", {}).get("data", {}), data["tokenizer"]):
+        for section in (data["data"], data.get("finetune", {}).get("data", {})):
             if section.get("split") == _DEFAULT_SPLIT:
                 del section["split"]
-            if "path" in section and section["path"] is None and "kind" in section:
-                del section["path"]
+        if data["tokenizer"].get("path", 0) is None:
+            del data["tokenizer"]["path"]
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -109,7 +109,7 @@ def test_listing_a_corpus_again_reads_no_file_until_one_changes(tmp_path, monkey
     first = load_corpus(data)
     read = []
     real = texts._facts
-    monkeypatch.setattr(texts, "_facts", lambda path: read.append(path.name) or real(path))
+    monkeypatch.setattr(texts, "_facts", lambda path: read.append(os.path.basename(path)) or real(path))
     again = load_corpus(data)
     assert read == [] and again.fingerprint == first.fingerprint and list(again.val) == list(first.val)
     edited = sorted((tmp_path / "c").iterdir())[4]

@@ -14,7 +14,6 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,8 +36,8 @@ class Documents:
     """The exact entropy rate in bits per byte, when the source knows it."""
     prompts: list[int] | None = None
     """Per document: characters of prompt it starts with (prompt/response corpora)."""
-    files: set[Path] = field(default_factory=set)
-    """The resolved files read, for sources that read files."""
+    files: set[str] = field(default_factory=set)
+    """The real paths of the files read, for sources that read files."""
 
     def documents(self) -> list[Doc]:
         return [d if isinstance(d, Doc) else MemoryDoc(d[0], d[1].encode()) for d in self.docs]
@@ -59,9 +58,9 @@ class Source(Section):
     tail (the default for one document), or named files (val_paths)."""
 
     def read(self, paths: list[str] | None = None, field_name: str = "data.paths",
-             exclude: frozenset[Path] = frozenset()) -> Documents:
+             exclude: frozenset[str] = frozenset()) -> Documents:
         """The source's documents. Sources that read files take other `paths` (named in errors
-        as `field_name`) and leave out the resolved files in `exclude`."""
+        as `field_name`) and leave out the files whose real paths are in `exclude`."""
         raise NotImplementedError
 
 

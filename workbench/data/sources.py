@@ -50,7 +50,9 @@ class StdlibData(Source):
         names = sorted(os.path.relpath(p, root).replace(os.sep, "/") for p in found)
         if not names:
             raise DataError(f"data.source: no standard-library .py files found under {root}")
-        docs = scan([(Path(root) / rel, rel) for rel in names], _index_name("stdlib", [root]))
+        real = os.path.realpath(root)
+        docs = scan([(os.path.join(root, rel), rel, os.path.join(real, rel)) for rel in names],
+                    _index_name("stdlib", [root]))
         return Documents(docs, sum(d.replaced for d in docs))
 
 
@@ -98,13 +100,26 @@ def _docstring_pairs(root: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def _walk(folder: Path, base: Path) -> list[tuple[Path, str]]:
-    """Files under a folder, sorted, hidden ones skipped; names relative to base."""
-    out = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            out.append((path, path.relative_to(base).as_posix()))
+def _walk(folder: Path, base: Path) -> list[tuple[str, str, bool]]:
+    """Files under a folder in path order, hidden ones skipped, as (file, name relative to base,
+    is a symbolic link). Links to folders are not followed. Directory entries say what they
+    are without a system call per file, which counts in a corpus of many files."""
+    out: list[tuple[str, str, bool]] = []
+
+    def visit(path: str, rel: str) -> None:
+        with os.scandir(path) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            name = f"{rel}/{e.name}" if rel else e.name
+            if e.is_dir(follow_symlinks=False):
+                visit(e.path, name)
+            elif e.is_file():
+                out.append((e.path, name, e.is_symlink()))
+
+    top = os.path.relpath(folder, base).replace(os.sep, "/")
+    visit(str(folder), "" if top == "." else top)
     return out
 
 
@@ -112,12 +127,23 @@ def _is_glob(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
-def _expand(paths: list[str], folders: bool, field_name: str = "data.paths") -> list[tuple[Path, str, bool]]:
-    """Each entry of `paths` as (file, document name, named explicitly). Names are relative to
-    the entry (a folder keeps its own name; a glob is relative to its fixed leading folders),
-    so they do not change when the corpus is moved."""
-    out: list[tuple[Path, str, bool]] = []
-    seen: set[Path] = set()
+def _expand(paths: list[str], folders: bool, field_name: str = "data.paths") -> list[tuple[str, str, bool, str]]:
+    """Each entry of `paths` as (file, document name, named explicitly, real path). Names are
+    relative to the entry (a folder keeps its own name; a glob is relative to its fixed leading
+    folders), so they do not change when the corpus is moved. A file reached twice is kept once."""
+    out: list[tuple[str, str, bool, str]] = []
+    seen: set[str] = set()
+    real_dirs: dict[str, str] = {}
+
+    def real(f: str, link: bool) -> str:
+        # One realpath per folder rather than per file: each costs a system call per component.
+        if link:
+            return os.path.realpath(f)
+        head, tail = os.path.split(os.path.abspath(f))
+        if head not in real_dirs:
+            real_dirs[head] = os.path.realpath(head)
+        return os.path.join(real_dirs[head], tail)
+
     for i, entry in enumerate(paths):
         where = f"{field_name}[{i}]"
         p = Path(entry)
@@ -125,29 +151,30 @@ def _expand(paths: list[str], folders: bool, field_name: str = "data.paths") -> 
             fixed = p.parts[: next(j for j, part in enumerate(p.parts) if _is_glob(part))]
             base = Path(*fixed) if fixed else Path(".")
             matches = [Path(m) for m in sorted(glob.glob(entry, recursive=True))]
-            found: list[tuple[Path, str, bool]] = []
+            found: list[tuple[str, str, bool, bool]] = []
             for m in matches:
                 if m.is_file():
-                    found.append((m, m.relative_to(base).as_posix(), False))
+                    found.append((str(m), m.relative_to(base).as_posix(), False, m.is_symlink()))
                 elif m.is_dir() and folders:
-                    found += [(f, name, False) for f, name in _walk(m, base)]
+                    found += [(f, name, False, link) for f, name, link in _walk(m, base)]
             if not found:
                 raise DataError(f"{where}: the pattern {entry} matches no files")
         elif p.is_dir():
             if not folders:
                 raise DataError(f"{where}: {entry} is a folder; name files or a glob such as "
                                 f"{entry}/*.*")
-            found = [(f, name, False) for f, name in _walk(p, p.parent)]
+            found = [(f, name, False, link) for f, name, link in _walk(p, p.parent)]
             if not found:
                 raise DataError(f"{where}: the folder {entry} holds no files")
         elif p.is_file():
-            found = [(p, p.name, True)]
+            found = [(str(p), p.name, True, p.is_symlink())]
         else:
             raise DataError(f"{where}: {entry}: no such file or folder")
-        for f, name, explicit in found:
-            if f.resolve() not in seen:
-                seen.add(f.resolve())
-                out.append((f, name, explicit))
+        for f, name, explicit, link in found:
+            key = real(f, link)
+            if key not in seen:
+                seen.add(key)
+                out.append((f, name, explicit, key))
     return out
 
 
@@ -160,19 +187,18 @@ class FilesData(Source):
     """Files, folders (read recursively) or glob patterns, relative to the spec file."""
 
     def read(self, paths: list[str] | None = None, field_name: str = "data.paths",
-             exclude: frozenset[Path] = frozenset()) -> Documents:
+             exclude: frozenset[str] = frozenset()) -> Documents:
         paths = self.paths if paths is None else paths
-        found = [(f, name, explicit) for f, name, explicit in _expand(paths, True, field_name)
-                 if f.resolve() not in exclude]
-        explicit = {f for f, _, e in found if e}
+        found = [f for f in _expand(paths, True, field_name) if f[3] not in exclude]
+        explicit = {f for f, _, e, _ in found if e}
         docs: list[FileDoc] = []
-        for doc in scan([(f, name) for f, name, _ in found], _index_name("files", paths)):
+        for doc in scan([(f, name, key) for f, name, _, key in found], _index_name("files", paths)):
             if doc.binary:  # images, archives, bytecode found in folders
                 if doc.path in explicit:
                     raise DataError(f"{field_name}: {doc.path} is not a text file (it contains NUL bytes)")
                 continue
             docs.append(doc)
-        return Documents(docs, sum(d.replaced for d in docs), files={f.resolve() for f, _, _ in found})
+        return Documents(docs, sum(d.replaced for d in docs), files={key for *_, key in found})
 
 
 def _no_column(path: Path, column: str, columns: list[str], field_name: str = "data.column") -> DataError:
@@ -195,14 +221,15 @@ def _strings(frame: pl.DataFrame, path: Path, column: str, field_name: str) -> l
 
 
 def _rows(data: JsonlData | ParquetData, columns_of: Callable[[Path], tuple[dict[str, list[str]], int]],
-          paths: list[str] | None, field_name: str, exclude: frozenset[Path]) -> Documents:
+          paths: list[str] | None, field_name: str, exclude: frozenset[str]) -> Documents:
     """One document per row of the text column of each file; with a prompt column, the
     document is prompt + response and the prompt's length is kept."""
     docs, prompts, replaced, files = [], [] if data.prompt else None, 0, set()
-    for path, name, _ in _expand(data.paths if paths is None else paths, False, field_name):
-        if path.resolve() in exclude:
+    for file, name, _, key in _expand(data.paths if paths is None else paths, False, field_name):
+        if key in exclude:
             continue
-        files.add(path.resolve())
+        files.add(key)
+        path = Path(file)
         columns, bad = columns_of(path)
         replaced += bad
         texts = columns[data.column]
@@ -277,7 +304,7 @@ class JsonlData(Source):
     tuning), trained and scored on the response tokens only."""
 
     def read(self, paths: list[str] | None = None, field_name: str = "data.paths",
-             exclude: frozenset[Path] = frozenset()) -> Documents:
+             exclude: frozenset[str] = frozenset()) -> Documents:
         wanted = [(c, f) for c, f in ((self.prompt, "data.prompt"), (self.column, "data.column")) if c]
         return _rows(self, lambda p: _json_columns(p, wanted), paths, field_name, exclude)
 
@@ -296,7 +323,7 @@ class ParquetData(Source):
     tuning), trained and scored on the response tokens only."""
 
     def read(self, paths: list[str] | None = None, field_name: str = "data.paths",
-             exclude: frozenset[Path] = frozenset()) -> Documents:
+             exclude: frozenset[str] = frozenset()) -> Documents:
         wanted = [(c, f) for c, f in ((self.prompt, "data.prompt"), (self.column, "data.column")) if c]
 
         def columns_of(path: Path) -> tuple[dict[str, list[str]], int]:

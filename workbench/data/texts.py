@@ -7,7 +7,7 @@ count of invalid UTF-8 sequences are read once and kept in an index beside the o
 keyed by the file's size, times and inode, so listing a large corpus again reads no text.
 
 Offsets are in bytes of the stored text. Cuts fall where decoding gives the same characters
-as decoding the whole document: after a newline, or before any byte that starts a character.
+as decoding the whole document: at a newline, or before any byte that starts a character.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class FileDoc(Doc):
     """A document read from its file when needed."""
 
     name: str
-    path: Path
+    path: str
     size: int
     sha256: str
     replaced: int
@@ -98,19 +98,18 @@ class FileDoc(Doc):
             return f.read(max(0, end - start))
 
 
-def scan(files: list[tuple[Path, str]], index_name: str) -> list[FileDoc]:
-    """(path, document name) pairs as FileDocs. Each file is read once for its hash and UTF-8
-    check; afterwards its entry in the index cache_dir()/files/<index_name>.json is trusted
-    while its size, modification and change times and inode stay the same."""
+def scan(files: list[tuple[str, str, str]], index_name: str) -> list[FileDoc]:
+    """(path, document name, real path) as FileDocs. Each file is read once for its hash and
+    UTF-8 check; afterwards its entry in the index cache_dir()/files/<index_name>.json (by real
+    path) is trusted while its size, modification and change times and inode stay the same."""
     index_path = cache_dir() / "files" / f"{index_name}.json"
     try:
         index = json.loads(index_path.read_text())
     except (OSError, ValueError):   # none yet, or damaged: rebuilt
         index = {}
     fresh, out = {}, []
-    for path, name in files:
-        key = str(path.resolve())
-        st = path.stat()
+    for path, name, key in files:
+        st = os.stat(path)
         stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         entry = index.get(key)
         if not (isinstance(entry, list) and entry[:4] == stamp and len(entry) == 7):
@@ -122,7 +121,7 @@ def scan(files: list[tuple[Path, str]], index_name: str) -> list[FileDoc]:
     return out
 
 
-def _facts(path: Path) -> tuple[str, int, bool]:
+def _facts(path: str) -> tuple[str, int, bool]:
     """A file's sha256, its count of invalid UTF-8 sequences and whether it looks binary, read
     in blocks so a file larger than memory can be scanned."""
     h, replaced, binary = hashlib.sha256(), 0, False
@@ -167,9 +166,9 @@ class Piece:
         return decode(self.doc.read(self.start, self.end))[0]
 
     def cut(self, at: int, pattern: re.Pattern | None = None, window: int = 1 << 16) -> int:
-        """Where to cut this piece at or after document offset `at`: just after the first match
-        of `pattern` within `window` bytes (a newline, say), else before the first byte that
-        starts a character. self.end when the cut would leave nothing after it."""
+        """Where to cut this piece at or after document offset `at`: at the end of the first
+        match of `pattern` within `window` bytes (after a newline, say), else before the first
+        byte that starts a character; self.end when nothing would be left after the cut."""
         at = max(self.start, min(at, self.end))
         if pattern is not None:
             m = pattern.search(self.doc.read(at, min(self.end, at + window)))
