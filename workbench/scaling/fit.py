@@ -52,7 +52,9 @@ def fit_runs(runs: pl.DataFrame, prov: Provenance, *, x: str | None = None, form
     an IsoFLOP analysis with local minima and intervals from run-to-run noise (`noise`, the SD
     of log loss, overrides its estimate), and, with `group_by`, the same per group with pairwise
     comparisons. For a study, x and group_by default to its `scaling:` section. `outliers=k`
-    drops runs whose log residual lies more than k robust SDs out (counted); `fixed_e` fixes E."""
+    drops runs whose log residual lies more than k robust SDs out (counted); `fixed_e` fixes E.
+    With `workers` above 1 and 100 resamples or more, refits run in worker processes started
+    from a fork server, so a script calling this needs the `if __name__ == "__main__":` guard."""
     x = x or prov.defaults.x
     if x not in AXIS_SYMBOL:
         raise FitError(f"unknown x {x!r}: choose flops, params or tokens")
@@ -64,7 +66,7 @@ def fit_runs(runs: pl.DataFrame, prov: Provenance, *, x: str | None = None, form
     # Worker processes pay off once there are a hundred refits: ill-posed ones take many iterations.
     # They start from a fork server, never by forking this process: a caller that trained a model
     # here holds thread pools whose locks a forked child would inherit held.
-    pool = ProcessPoolExecutor(opts.workers, mp_context=multiprocessing.get_context("forkserver")) \
+    pool = ProcessPoolExecutor(opts.workers, mp_context=_fork_server()) \
         if opts.workers > 1 and bootstrap >= 100 and len(runs) >= 4 else nullcontext()
     conventions = prov.conventions
     with pool as executor:
@@ -88,6 +90,13 @@ def fit_runs(runs: pl.DataFrame, prov: Provenance, *, x: str | None = None, form
         result.warnings.append(result.repeated.message)
     result.predictions, result.unsupported = choose.sentences(result)
     return result
+
+
+def _fork_server() -> multiprocessing.context.BaseContext:
+    """A fork server that has imported the numeric core, so each worker starts as a cheap fork."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["workbench.scaling.powerlaw"])
+    return context
 
 
 def _form_names(form: str) -> list[str]:
