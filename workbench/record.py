@@ -106,6 +106,11 @@ class RunRecord(_Plain):
     flops_per_token: dict[str, float]
     tokens: int
     """D: training tokens actually consumed."""
+    unique_tokens: int | None = None
+    """Tokens in the pretraining stream the batches are drawn from: the unique training tokens."""
+    epochs: float | None = None
+    """tokens / unique_tokens: how many times the run went over its training data. Beyond about
+    4, repeated tokens are worth less than fresh ones and fits should discount them."""
     steps: int
     compute: dict[str, float]
     """C = flops_per_token x D under each convention."""

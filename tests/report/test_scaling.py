@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from report.material import by_group, rebuilt
+from report.material import by_group, planted_study, rebuilt
 from workbench.report import page as report
 from workbench.report.rows import MISSING
 from workbench.study.table import trials_table
@@ -64,3 +64,44 @@ def test_a_trial_without_the_loss_is_left_out_of_scaling_and_chosen_last(two_pha
     assert "(trial 0)" not in table and f"{finetuned[1]:.4f} (trial 1)" in table
     if len(by_group(two_phase.records)) == 2:   # trial 0 alone in its group: no best to show
         assert table.count(MISSING) == 1
+
+
+def _report(study, ostudy) -> str:
+    from workbench.scaling.fit import fit_runs
+    from workbench.scaling.runs import study_runs
+    table = trials_table(ostudy)
+    html, _ = report.build(study, ostudy, table, fit=fit_runs(*study_runs(study, table), bootstrap=40),
+                           samples=False)
+    return html.split("<h2>Scaling</h2>", 1)[1].split("<h2>Search</h2>", 1)[0]
+
+
+def test_the_answer_heads_the_scaling_section_with_the_model_choice_below(tmp_path):
+    from scaling.planted import grid_runs
+    N, D, L = grid_runs(0, side=6)
+    section = _report(*planted_study(tmp_path, list(zip(N, D, L, [None] * len(L)))))
+    answer, rest = section.split("</div>", 1)
+    assert "<h3>The answer</h3>" in answer and "says: train N =" in answer and "class='warn'" not in answer
+    assert section.index("The answer") < section.index("id='model-choice'") < section.index("plotly-graph-div")
+    assert rest.count("<td class='ok'>chosen</td>") == 1
+
+
+def test_unsupported_fits_give_no_recommendation_and_say_why_without_warnings_above(tmp_path):
+    from scaling.planted import rising_ladder
+    t = rising_ladder()
+    runs = list(zip(t["params.total"], t["tokens"], t["val_bpb"], [None] * len(t["tokens"])))
+    section = _report(*planted_study(tmp_path, runs, ladder=True))
+    head = section.split("<h3>Model choice</h3>", 1)[0]
+    assert "<h3>No recommendation</h3>" in head and "prediction" not in head and "warn" not in head
+    assert "class='prediction'" not in section and "says: train" not in section
+    assert "add smaller sizes" in section                      # every budget's best size is its smallest
+    why = section.split("<h3>Not used for the answer</h3>", 1)[1]
+    assert "bound" in why and "What would fix it" in why
+
+
+def test_repeated_data_is_flagged_in_the_section_and_the_figures(tmp_path):
+    from scaling.planted import grid_runs
+    N, D, L = grid_runs(1, side=5)
+    epochs = D / 2e9
+    section = _report(*planted_study(tmp_path, list(zip(N, D, L, epochs))))
+    assert "id='repeated'" in section and f"{int((epochs > 4).sum())} of {len(L)} runs repeat" in section
+    assert "beyond 4 epochs" in section                         # the open markers' legend entry

@@ -41,6 +41,53 @@ def isoflop_runs(seed: int, noise: float = 0.01, budgets=np.geomspace(1e18, 1e22
     return C, N, D, chinchilla(N, D) * np.exp(rng.normal(0, noise, len(C)))
 
 
+VALLEY = {"E": 1.0, "A": 400.0, "B": 1200.0, "alpha": 0.5, "beta": 0.3}
+"""An asymmetric planted law (alpha != beta) for IsoFLOP valleys."""
+
+
+def valley_ladder(seed: int, noise: float = 0.01, sizes: int = 9, budgets: int = 5, seeds: int = 1):
+    """An IsoFLOP ladder on VALLEY: `budgets` budgets over two decades, one set of `sizes` sizes
+    for every budget spanning 30x around each budget's optimum (so each optimum sits elsewhere
+    among them), `seeds` runs per point, multiplicative noise. Returns C, N, D, loss and the
+    planted exponent a of N_opt ∝ C^a."""
+    rng = np.random.default_rng(seed)
+    p = VALLEY
+    s = p["alpha"] + p["beta"]
+    G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / s)
+    C_b = np.geomspace(1e15, 1e17, budgets)
+    n_opt = G * (C_b / 6) ** (p["beta"] / s)
+    lo, hi = np.log(n_opt.min() / np.sqrt(30)), np.log(n_opt.max() * np.sqrt(30))
+    step = (hi - lo) / (sizes - 1)
+    u = lo + rng.uniform(-0.5, 0.5) * step + step * np.arange(sizes)
+    C, N = (np.repeat(a.ravel(), seeds) for a in np.meshgrid(C_b, np.exp(u), indexing="ij"))
+    D = C / (6 * N)
+    L = chinchilla(N, D, p) * np.exp(rng.normal(0, noise, len(C)))
+    return C, N, D, L, p["beta"] / s
+
+
+def two_conventions(seed: int, embedding: float = 3e7, noise: float = 0.005) -> dict:
+    """An export-like table whose law is planted in non-embedding parameters, with a large
+    embedding on top in the total: only the non-embedding convention follows the law."""
+    rng = np.random.default_rng(seed)
+    Nn, D = (a.ravel() for a in np.meshgrid(np.geomspace(1e7, 1e9, 7), np.geomspace(1e9, 1e11, 6)))
+    L = chinchilla(Nn, D) * np.exp(rng.normal(0, noise, Nn.size))
+    return {"status": ["completed"] * len(L), "params.total": Nn + embedding, "params.nonembedding": Nn,
+            "tokens": D, "compute.6N": 6 * Nn * D, "compute.6N+attn": 6 * (Nn + embedding) * D, "val_bpb": L}
+
+
+def rising_ladder() -> dict:
+    """A ladder like a quickstart whose larger models are undertrained: at each of 3 budgets the
+    smallest of 4 sizes has the lowest loss and loss rises with size."""
+    rows = []
+    for i, C in enumerate([1e11, 2e11, 4e11]):
+        for j, N in enumerate([2e4, 6e4, 2e5, 4e5]):
+            rows.append((C, N, C / (6 * N), 3.2 - 0.08 * i + 0.25 * j + 0.02 * ((i * 7 + j * 3) % 5 - 2)))
+    C, N, D, L = map(np.array, zip(*rows))
+    return {"status": ["completed"] * len(L), "origin": ["ladder"] * len(L), "params.total": N,
+            "params.nonembedding": N * 0.6, "tokens": D, "compute.6N": C, "compute.6N+attn": C,
+            "spec.train.budget.flops_convention": ["6N"] * len(L), "val_bpb": L}
+
+
 def export_like() -> dict:
     """A table with the column names of `workbench study export`: completed ladder runs over
     three budgets, plus runs that failed, diverged or were pruned, and two positional kinds."""

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from scaling.planted import A_TRUE, export_like, fit_source, grid_runs, isoflop_runs, write_table
+from scaling.planted import A_TRUE, export_like, fit_source, grid_runs, isoflop_runs, valley_ladder, write_table
+from workbench.scaling import forms
+from workbench.scaling import powerlaw as pw
 from workbench.scaling.display import render
+from workbench.scaling.forms import FitOptions
 from workbench.scaling.fit import save
-from workbench.scaling.result import Estimate, FitResult
+from workbench.scaling.estimate import Estimate
+from workbench.scaling.result import FitResult
 
 
 def _render(result, tmp_path) -> str:
@@ -26,8 +30,9 @@ def test_external_table_fits_and_saves_its_json(tmp_path):
     assert result.kind == "table" and result.counts.used == len(L)
     assert result.conventions.C == "6ND" and any("6·N·D" in n for n in result.notes)
     assert result.conventions.flops_per_param_token == pytest.approx(6.0)
-    assert set(result.forms) == {"x", "nd"}
-    assert result.allocation.a.estimate == pytest.approx(A_TRUE, abs=0.05)
+    assert set(result.forms) == {"x", "x-noE", "nd", "nd-tied"}     # a table has one parameter convention
+    assert result.allocation.source in ("nd", "nd-tied") and result.selection.chosen is not None
+    assert result.forms["nd"].derived["a"].estimate == pytest.approx(A_TRUE, abs=0.05)
     assert result.isoflop.a.estimate == pytest.approx(A_TRUE, abs=0.03)
     out = save(result, path.with_name(path.name + ".fit.json"))
     back = json.loads(out.read_text())
@@ -35,8 +40,8 @@ def test_external_table_fits_and_saves_its_json(tmp_path):
         assert set(back["forms"]["nd"]["params"][p]) == {"estimate", "lo", "hi"}
     for q in ("a", "b", "N_opt", "D_opt", "tokens_per_param", "loss_at_target"):
         assert back["allocation"][q]["lo"] <= back["allocation"][q]["estimate"] <= back["allocation"][q]["hi"]
-    assert back["allocation"]["from"] == "nd" and "reason" not in back["allocation"]
-    assert FitResult.model_validate_json(out.read_text()) == result       # the JSON holds the whole result
+    assert back["allocation"]["from"] == result.allocation.source and "reason" not in back["allocation"]
+    assert FitResult.model_validate_json(out.read_text()).to_json() == result.to_json()   # the JSON holds it all
     assert "compute-optimal allocation" in _render(result, tmp_path)
 
 
@@ -51,7 +56,8 @@ def test_study_export_fits_with_its_conventions(tmp_path):
     failed = write_table(tmp_path / "failed.parquet", **{**export_like(), "status": ["failed"] * 31})
     nothing = fit_source(failed, bootstrap=10)
     assert nothing.counts.model_dump() == {"rows": 31, "used": 0, "excluded": {"failed": 31}}
-    assert len(nothing.unsupported) == 3 and nothing.allocation.reason
+    assert nothing.predictions == [] and nothing.allocation.reason and nothing.selection.chosen is None
+    assert any("0 runs" in line for line in nothing.unsupported)
 
 
 def test_tied_and_fixed_floor_forms(tmp_path):
@@ -63,7 +69,7 @@ def test_tied_and_fixed_floor_forms(tmp_path):
     assert tied["E"] == Estimate(estimate=1.69, fixed=True)
     assert json.loads(tied["E"].model_dump_json()) == {"estimate": 1.69, "lo": None, "hi": None, "fixed": True}
     assert result.forms["nd"].params["alpha"].estimate == pytest.approx(0.34, rel=0.1)
-    assert result.allocation.source == "nd" and "E(fixed 1.69)" in result.forms["nd"].label
+    assert result.allocation.source in ("nd", "nd-tied") and "E(fixed 1.69)" in result.forms["nd"].label
 
 
 def test_real_study_and_its_parquet_export_fit_alike(tmp_path, monkeypatch):
@@ -95,12 +101,15 @@ def test_warnings_for_bounds_and_a_floor_above_the_data(tmp_path):
     rising = write_table(tmp_path / "rising.csv", params=N, tokens=np.full(12, 1e9), loss=2.0 * (N / 1e6) ** 0.05)
     result = fit_source(rising, x="params", form="x", bootstrap=0)
     assert any("alpha sits at its lower bound" in w for w in result.warnings)
-    rng = np.random.default_rng(0)
-    flat = 2.0 + 50 * N ** -0.8 * np.exp(rng.normal(0, 0.02, 12))
-    flat *= np.exp(rng.normal(0, 0.02, 12))
-    floor = write_table(tmp_path / "floor.csv", params=N, tokens=np.full(12, 1e9), loss=flat)
-    result = fit_source(floor, x="params", form="x", bootstrap=0)
-    assert any("lies above the lowest observed loss" in w for w in result.warnings)
+    # A floor at the lowest losses is what a flattening curve gives; one above them by more than
+    # twice the residual scatter contradicts the data.
+    L = 2.0 + 50 * N ** -0.8
+    fitted = pw.fit(pw.Form(terms=1), np.log(N)[:, None], np.log(L))
+    opts = FitOptions(x="params", forms=["x"], target=None, bootstrap=0, delta=1e-3, holdout=0.2, seed=0,
+                      fixed_e=None, outliers=None, workers=1)
+    assert forms._warnings(fitted, L, None, opts, rmse=0.01) == []
+    (above, fix), = forms._warnings(fitted, np.r_[L, 1.9], None, opts, rmse=0.01)
+    assert "lies above the lowest observed loss (1.9)" in above and "smaller compute" in fix
     noise = np.random.default_rng(0).normal(0, 0.005, 12)        # a seed whose optimum has E = 0
     pure = write_table(tmp_path / "pure.csv", params=N, tokens=np.full(12, 1e9), loss=30 * N ** -0.1 * np.exp(noise))
     result = fit_source(pure, x="params", form="x,x-noE", bootstrap=0)
@@ -134,7 +143,7 @@ def test_too_few_runs_give_reasons_not_numbers(tmp_path):
     assert "needs at least 6" in result.forms["nd"].reason
     assert result.allocation.reason and result.isoflop.reason and result.unsupported
     back = json.loads(result.to_json())
-    assert set(back["forms"]["x"]) == {"label", "runs", "reason"}        # nothing that does not apply
+    assert set(back["forms"]["x"]) == {"label", "runs", "form", "reason"}        # nothing that does not apply
     assert "not fitted" in _render(result, tmp_path)
 
 
@@ -157,3 +166,18 @@ def test_groups_are_fitted_alone_and_compared_with_verdicts(tmp_path):
     assert not verdicts[("steep", "steep-too")].resolved
     assert "not resolved" in verdicts[("steep", "steep-too")].verdict
     assert "groups by kind" in _render(result, tmp_path)
+
+
+def test_an_isoflop_bootstrap_that_mostly_fails_is_reported_as_a_design_problem(tmp_path):
+    C, N, D, L, _ = valley_ladder(0)
+    path = write_table(tmp_path / "ladder.csv", params=N, tokens=D, loss=L, flops=C)
+    quiet = fit_source(path, form="x", bootstrap=200)
+    assert quiet.isoflop.supported and quiet.isoflop.interval_reason is None
+    assert quiet.isoflop.noise.sd == pytest.approx(0.01, rel=0.3) and "no repeated seeds" in quiet.isoflop.noise.source
+    assert any(line.startswith("IsoFLOP: N_opt ∝ C^") for line in quiet.predictions)
+    noisy = fit_source(path, form="x", bootstrap=200, noise=0.05)      # five times the noise these runs show
+    reason = noisy.isoflop.interval_reason
+    assert reason.startswith("design problem") and "C = 1e+17 in" in reason and noisy.isoflop.noise.source == "given"
+    assert not noisy.isoflop.supported and noisy.isoflop.a.lo is None
+    assert not any(line.startswith("IsoFLOP: N_opt") for line in noisy.predictions)
+    assert any(reason in line for line in noisy.unsupported)

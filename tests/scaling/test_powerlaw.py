@@ -1,6 +1,7 @@
 """The numeric core: every form fits noise-free laws exactly, planted parameters come back with
 honest intervals, and the derived quantities (allocation, backtest, outliers) mean what they say."""
 
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_planted_parameters_are_recovered_with_honest_intervals():
     estimator pins a single fit's alpha, beta or E to 3% (the Cramer-Rao bound is 3-9%), so
     recovery is checked where it is decidable: the estimates centre on the truth within 3%, and
     the 95% bootstrap intervals hold the truth in at least 90% of the repeats."""
-    with ProcessPoolExecutor(2) as ex:
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver")) as ex:
         results = list(ex.map(_repeat, range(50)))
     for key in TRUTH:
         estimates = np.array([r[key][0] for r in results])

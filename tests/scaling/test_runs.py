@@ -37,7 +37,8 @@ def test_study_export_keeps_completed_runs_and_records_conventions(tmp_path):
     runs, prov = load_runs(path, n_convention="nonembedding", c_convention="6N", loss="val_loss")
     assert prov.excluded == {"diverged": 1, "failed": 1, "pruned": 2}
     assert prov.conventions.model_dump() == {"N": "params.nonembedding", "C": "compute.6N", "loss": "val_loss",
-                                             "group_by": None}
+                                             "group_by": None, "parameters": "nonembedding", "alternative": "total"}
+    assert runs["params_other"].to_list() == pytest.approx([n * 1.1 for n in runs["params"].to_list()])
     assert len(runs) == 27 and runs["budget"].null_count() == 0
     # A ladder's budgets are its nominal ones (6N here), whichever convention C is reported in.
     total, _ = load_runs(path, c_convention="6N+attn")

@@ -42,6 +42,11 @@ class Prepared:
     def pretrain(self) -> Text:
         return self.texts["pretrain"]
 
+    @property
+    def unique_tokens(self) -> int:
+        """Tokens in the pretraining stream: the unique training tokens batches are drawn from."""
+        return len(self.pretrain.train)
+
 
 def prepare(spec, progress: bool = False) -> Prepared:
     """The tokenizer and every corpus of a whole spec (its data, tokenizer, model.context, train

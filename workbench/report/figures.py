@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 
+from workbench.scaling.repeats import EPOCH_LIMIT
 from workbench.study.objectives import FITTABLE
 
 if TYPE_CHECKING:
@@ -55,16 +56,22 @@ def groups(df: pl.DataFrame, group_col: str | None) -> list[tuple[str, pl.DataFr
 def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: FitView | None,
                    loss: str = "val_bpb") -> go.Figure:
     """The `loss` column (the one the fit fitted) against C, N or D on log axes, one colour per
-    group, with the fitted law and its band where the fit provides one for this axis. `done`
-    holds only rows with a usable `loss` (finite, positive: it is drawn on a log axis)."""
+    group, with the fitted law and its band where the fit provides one for this axis; runs that
+    repeat their data beyond EPOCH_LIMIT epochs drawn open. `done` holds only rows with a usable
+    `loss` (finite, positive: it is drawn on a log axis)."""
     column, label = AXES[axis]
     fig = go.Figure()
     for i, (name, part) in enumerate(groups(done, group_col)):
         color = PALETTE[i % len(PALETTE)]
-        fig.add_trace(go.Scatter(
-            x=part[column].to_list(), y=part[loss].to_list(), mode="markers", name=esc(name),
-            marker=dict(color=color, size=8, opacity=0.8),
-            text=[f"trial {t}" for t in part["trial"].to_list()], hovertemplate="%{text}<br>%{x:.3g}, %{y:.4f}"))
+        repeated = pl.col("epochs").fill_null(0) > EPOCH_LIMIT if "epochs" in part.columns else pl.lit(False)
+        for rows, symbol, suffix in ((part.filter(~repeated), "circle", ""),
+                                     (part.filter(repeated), "circle-open", f": beyond {EPOCH_LIMIT:g} epochs")):
+            if rows.height or not suffix:
+                fig.add_trace(go.Scatter(
+                    x=rows[column].to_list(), y=rows[loss].to_list(), mode="markers", name=esc(name) + suffix,
+                    marker=dict(color=color, size=8, opacity=0.8, symbol=symbol),
+                    text=[f"trial {t}" for t in rows["trial"].to_list()],
+                    hovertemplate="%{text}<br>%{x:.3g}, %{y:.4f}"))
         for curve in fit.curves.get(axis, []) if fit else []:
             if curve.get("group", "all runs") != name:
                 continue
@@ -90,8 +97,8 @@ def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: Fi
 
 
 def isoflop_figure(fit: FitView | None, loss: str = "val_bpb") -> go.Figure | None:
-    """One curve per compute budget: the fitted loss (`loss`) against N, with the fitted
-    parabola's minimum."""
+    """One curve per compute budget: the fitted loss (`loss`) against N, with its local minimum
+    (a star), or in the legend why it has none."""
     iso = fit.isoflop if fit else None
     budgets = [b for b in (iso.budgets if iso else None) or [] if b.params]
     if not budgets:
@@ -106,7 +113,7 @@ def isoflop_figure(fit: FitView | None, loss: str = "val_bpb") -> go.Figure | No
                                      marker=dict(symbol="star", size=14, color=color)))
         elif b.reason:
             fig.data[-1].name += f" ({esc(b.reason)})"
-    return _layout(fig, "IsoFLOP curves (stars: fitted minima of the parabola in log N)", "parameters N",
+    return _layout(fig, "IsoFLOP curves (stars: minima of local parabolas in log N)", "parameters N",
                    loss_label(loss))
 
 

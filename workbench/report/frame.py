@@ -55,7 +55,9 @@ th, td {{ border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left
 table.sortable th {{ cursor: pointer; background: #f4f4f4; position: sticky; top: 0; }}
 table.kv th {{ color: #555; font-weight: normal; }}
 .note {{ color: #555; font-style: italic; }} .warn {{ color: #a40; }}
-.prediction {{ font-weight: bold; }}
+.prediction {{ font-weight: bold; }} td.ok {{ color: #272; }} td.warn {{ color: #a40; }}
+.answer {{ border-left: 4px solid #2a2; background: #f4fbf4; padding: 0.2em 1em; margin: 1em 0; }}
+.answer.refused {{ border-color: #a40; background: #fbf6f2; }}
 pre.sample {{ background: #f7f7f7; padding: 0.8em; white-space: pre-wrap; }}
 table.examples td {{ vertical-align: top; max-width: 30em; }} table.examples pre.sample {{ margin: 0; }}
 #filter {{ padding: 0.3em; width: 20em; }}

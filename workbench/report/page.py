@@ -27,11 +27,12 @@ from workbench.scaling.result import FitResult
 from workbench.study.roles import with_role
 from workbench.study.schema import StudyFile
 
-TABLE_COLUMNS = [("params.total", "N"), ("compute.6N+attn", "C"), ("tokens", "D"), ("val_bpb", "bpb"),
+TABLE_COLUMNS = [("params.total", "N"), ("compute.6N+attn", "C"), ("tokens", "D"), ("epochs", "epochs"),
+                 ("val_bpb", "bpb"),
                  ("val_ppl", "ppl"), ("finetune_val_bpb", "fine-tune bpb"), ("suite.metrics.top1", "top-1"),
                  ("suite.int8_bpb", "int8 bpb"), ("tokens_per_s", "tok/s"), ("mfu", "MFU"),
                  ("peak_memory_bytes", "peak mem"), ("wall_s", "wall s")]
-OPTIONAL_COLUMNS = {"finetune_val_bpb", "suite.metrics.top1", "suite.int8_bpb"}
+OPTIONAL_COLUMNS = {"epochs", "finetune_val_bpb", "suite.metrics.top1", "suite.int8_bpb"}
 """Shown only when some trial has a value: records from before fine-tuning and the suite lack them."""
 
 
@@ -80,7 +81,7 @@ def _trials(page: Page, study: StudyFile, df: pl.DataFrame) -> None:
     fields = searched_columns(study, df)
     loss, listed = loss_column(study), [c for c, _ in TABLE_COLUMNS]
     table = TABLE_COLUMNS if loss in listed else \
-        TABLE_COLUMNS[:4] + [(loss, short(loss))] + TABLE_COLUMNS[4:]   # beside bpb
+        TABLE_COLUMNS[:5] + [(loss, short(loss))] + TABLE_COLUMNS[5:]   # beside bpb
     shown = [(c, name) for c, name in table if c in df.columns
              and (c not in OPTIONAL_COLUMNS or df[c].null_count() < df.height)]
     columns = [("trial", "trial"), ("status", "status")] + ([("role", "role")] if "role" in df.columns else []) + [(c, c.removeprefix("spec.")) for c in fields] \

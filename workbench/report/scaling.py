@@ -11,7 +11,9 @@ from workbench.report import figures
 from workbench.report.figures import esc
 from workbench.report.frame import Page
 from workbench.report.rows import MISSING, best_trial, group_column, loss_column, scored, short
-from workbench.scaling.result import Estimate, FitResult, IsoFLOP, num
+from workbench.scaling.choose import ranked
+from workbench.scaling.estimate import Estimate, num
+from workbench.scaling.result import FitResult, IsoFLOP, Repeated, Selection
 from workbench.study.schema import StudyFile
 
 
@@ -30,36 +32,47 @@ class FitView:
     predictions: list[str] = field(default_factory=list)
     comparison: list[str] = field(default_factory=list)
     loss: str | None = None
+    selection: Selection | None = None
+    repeated: Repeated | None = None
+    refused: list[tuple[str, str, str]] = field(default_factory=list)
+    """(group, law, why not used with what would fix it) for every fit the answer does not use."""
 
 
 def fit_view(fit: FitResult | None) -> FitView | None:
-    """The fit result as the page draws it (None without a fit)."""
+    """The fit result as the page draws it (None without a fit): only supported fits are drawn,
+    the chosen one and the one the allocation comes from."""
     if fit is None:
         return None
     view = FitView(isoflop=fit.isoflop, warnings=fit.warnings, unsupported=list(fit.unsupported),
-                   predictions=fit.predictions, loss=fit.conventions.loss,
+                   predictions=fit.predictions, loss=fit.conventions.loss, selection=fit.selection,
+                   repeated=fit.repeated,
                    comparison=[c.verdict for c in fit.groups.comparisons] if fit.groups else [])
     entries = list(fit.groups.fits.items()) if fit.groups else [("all runs", fit)]
     for group, part in entries:
+        drawn = {key for key, _ in ranked(part)[:1]}
+        if part.allocation is not None and part.allocation.source:
+            drawn.add(part.allocation.source)
         for name, form in (part.forms or {}).items():     # a group's reason is in fit.unsupported already
             if not form.fitted:
                 continue
-            label = form.label or name
-            if form.curve:
-                c = form.curve
-                view.curves.setdefault(c.axis, []).append(
-                    {"group": group, "label": label, "x": c.x, "y": c.y, "lo": c.lo, "hi": c.hi})
-            backtest = form.backtest
-            for p in (backtest.held_out or []) if backtest else []:
-                view.backtest_points.setdefault(backtest.by or fit.x, []).append(
-                    {"group": group, "x": p.key, "y": p.observed})
+            label = form.label + (f" ({form.convention} N)" if form.convention not in (None, "as given") else "")
             for pname, p in form.params.items():
                 view.rows.append((group, label, pname, p))
-            if name in ("x", "x-noE") and "alpha" in form.params:
+            if not form.supported:
+                view.refused.append((group, label, f"{form.refusal}. What would fix it: {form.fix}"))
+            if name in ("x", "x-noE") and "alpha" in form.params and form.supported:
                 view.groups.setdefault(group, {})["exponent"] = form.params["alpha"].text()
-            at_target = (form.derived or {}).get("loss_at_target")
-            if at_target is not None:
-                view.groups.setdefault(group, {})["predicted"] = at_target.text()
+            if name not in drawn:
+                continue
+            c = form.curve
+            view.curves.setdefault(c.axis, []).append(
+                {"group": group, "label": label, "x": c.x, "y": c.y, "lo": c.lo, "hi": c.hi})
+            for p in form.backtest.held_out or []:
+                view.backtest_points.setdefault(form.backtest.by or fit.x, []).append(
+                    {"group": group, "x": p.key, "y": p.observed})
+        alloc = part.allocation
+        if alloc is not None and alloc.loss_at_target is not None:
+            view.groups.setdefault(group, {})["predicted"] = alloc.loss_at_target.text()
     return view
 
 
@@ -72,10 +85,50 @@ def _fit_table(view: FitView) -> str:
             "<th>95% interval</th></tr>" + "".join(rows) + "</table>")
 
 
+def _answer(view: FitView) -> str:
+    """What to train at the target compute, from supported fits only; or why there is no
+    recommendation and what data would fix it. It heads the section: nothing above it."""
+    if view.predictions:
+        return ("<div class='answer'><h3>The answer</h3>"
+                + "".join(f"<p class='prediction'>{esc(line)}</p>" for line in view.predictions) + "</div>")
+    return ("<div class='answer refused'><h3>No recommendation</h3><p>No fit the data support: "
+            "the reasons and what data would fix them are below.</p></div>")
+
+
+def _selection(sel: Selection | None) -> str:
+    if not sel or not sel.rows:
+        return ""
+    rows = "".join(
+        f"<tr><td>{esc(c.label)}</td><td>{esc(c.convention or '(any)')}</td>"
+        f"<td>{'-' if c.heldout_error is None else f'{c.heldout_error:.2%}'}</td>"
+        f"<td class='{'ok' if c.supported else 'warn'}'>"
+        f"{'chosen' if c.key == sel.chosen else 'supported' if c.supported else esc(c.refusal or '')}</td></tr>"
+        for c in sel.rows)
+    return (f"<h3>Model choice</h3><p>Every law fitted without the largest {sel.holdout:.0%} of runs by compute, "
+            "then judged by its mean relative error on them; the supported law with the lowest error is "
+            "chosen.</p><table class='data' id='model-choice'><tr><th>law</th><th>parameters</th>"
+            "<th>held-out error</th><th>verdict</th></tr>" + rows + "</table>")
+
+
+def _isoflop_notes(iso: IsoFLOP | None) -> str:
+    if not iso or not iso.budgets:
+        return ""
+    lines = [f"budget {line}" for line in iso.excluded or []]
+    if iso.noise:
+        lines.append(f"Intervals from run-to-run noise of {iso.noise.sd:.2%} (SD of log loss): {iso.noise.source}.")
+    if iso.interval_reason:
+        lines.append(iso.interval_reason)
+    if iso.reason:
+        lines.append(iso.reason)
+    return "<h3>IsoFLOP</h3>" + "".join(f"<p class='{'note' if iso.supported else 'warn'}'>{esc(line)}</p>"
+                                        for line in lines)
+
+
 def scaling_section(page: Page, study: StudyFile, done: pl.DataFrame, fit: FitView | None,
                     fit_error: str | None) -> None:
-    """Loss against C, N and D with the fitted laws, the frontier, the IsoFLOP curves, the fit
-    table and its predictions; or why there is nothing to show yet."""
+    """The answer first (a recommendation from supported fits, or why there is none), then the
+    model choice, the IsoFLOP budgets, repeated data, loss against C, N and D with the chosen
+    laws, the frontier, the IsoFLOP curves, the fit table, and why the other fits are not used."""
     page.add("<h2>Scaling</h2>")
     loss = loss_column(study)
     done = scored(done, loss)
@@ -84,12 +137,12 @@ def scaling_section(page: Page, study: StudyFile, done: pl.DataFrame, fit: FitVi
         return
     if fit_error:
         page.add(f"<p class='note'>No fit: {esc(fit_error)}</p>")
-    for reason in fit.unsupported if fit else []:
-        page.add(f"<p class='note'>{esc(reason)}</p>")
-    for warning in fit.warnings if fit else []:
-        page.add(f"<p class='warn'>warning: {esc(warning)}</p>")
+    if fit:
+        page.add(_answer(fit) + _selection(fit.selection) + _isoflop_notes(fit.isoflop))
+        if fit.repeated and fit.repeated.runs:
+            page.add(f"<p class='warn' id='repeated'>Repeated data: {esc(fit.repeated.message)}</p>")
     if fit and fit.loss not in (None, loss):
-        page.add(f"<p class='warn'>warning: the fit is of {esc(fit.loss)}, the points of the study's "
+        page.add(f"<p class='warn'>The fit is of {esc(fit.loss)}, the points of the study's "
                  f"scaling loss {esc(loss)}</p>")
     group = group_column(study, done)
     for axis in ("flops", "params", "tokens"):
@@ -100,8 +153,11 @@ def scaling_section(page: Page, study: StudyFile, done: pl.DataFrame, fit: FitVi
         page.figure(iso)
     if fit:
         page.add(_fit_table(fit))
-        for line in fit.predictions:
-            page.add(f"<p class='prediction'>{esc(line)}</p>")
+        if fit.refused or fit.unsupported:
+            page.add("<h3>Not used for the answer</h3>"
+                     + "".join(f"<p class='note'>{esc(group)}: {esc(label)}: {esc(why)}</p>"
+                               for group, label, why in fit.refused)
+                     + "".join(f"<p class='note'>{esc(line)}</p>" for line in fit.unsupported))
 
 
 def comparison_section(page: Page, study: StudyFile, done: pl.DataFrame, fit: FitView | None) -> None:

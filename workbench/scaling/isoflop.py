@@ -1,9 +1,33 @@
-"""The IsoFLOP analysis (Hoffmann et al. approach 2): per compute budget, the size at which loss
-is lowest, then how that size and its tokens grow with compute."""
+"""The IsoFLOP analysis (Hoffmann et al. approach 2), on arrays: per compute budget the size at
+which loss is lowest, estimated locally, then how that size and its tokens grow with compute.
+
+Each budget's optimum comes from the sizes nearest its observed minimum: a least-squares
+parabola in log N through the best size and its nearest neighbours (five sizes at most). A global
+parabola through far-off sizes is biased when the valley is asymmetric, as it is whenever the
+parameter and data exponents differ; a local one is not, to the order that matters here. A
+budget whose best size is its smallest or largest has no interior minimum and is left out, with
+the sizes it lacks named.
+
+Intervals come from a parametric bootstrap of run-to-run noise: each resample multiplies every
+loss by exp(sigma·z). The fit chooses sigma (scaling.fit: from repeated seeds where the study has
+them, else estimated, else assumed and stated); `repeat_noise` and `scatter_noise` here estimate
+it. Vectorised over resamples throughout."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+WINDOW = 5                 # sizes in a budget's local parabola: the best and its nearest neighbours
+ASSUMED_NOISE = 0.01       # relative run-to-run noise when the runs cannot tell it
+MAX_FAILED = 0.10          # resamples that may lose a budget's minimum before the design is blamed
+
+REFUSALS = {1: "fewer than 3 distinct sizes: a minimum needs 3",
+            2: "the smallest size has the lowest loss: no interior minimum; add smaller sizes",
+            3: "the largest size has the lowest loss: no interior minimum; add larger sizes",
+            4: "the losses around the best size are not convex: no minimum near it; "
+               "add sizes near the best one or repeat seeds"}
 
 
 def budgets(log_c: np.ndarray, tol: float = np.log(1.1)) -> np.ndarray:
@@ -19,34 +43,78 @@ def budgets(log_c: np.ndarray, tol: float = np.log(1.1)) -> np.ndarray:
     return labels
 
 
-def _parabola_min(log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vertex of loss ~ parabola in log N for one budget, vectorised over resamples: rows of
-    the (R, m) arrays are resamples of the budget's m runs. Returns log N_opt, log D_opt and a
-    reason code per row (0 ok, 1 fewer than 3 sizes, 2 not convex, 3 below the smallest size,
-    4 beyond the largest)."""
-    center = log_n.mean()
-    u = log_n - center
-    V = np.stack([u * u, u, np.ones_like(u)], axis=-1)                      # (R, m, 3)
-    sizes = 1 + (np.diff(np.sort(u, axis=-1), axis=-1) > 1e-9).sum(-1)
-    code = np.where(sizes < 3, 1, 0)
-    gram = np.einsum("rmi,rmj->rij", V, V) + np.where(code == 1, 1.0, 0.0)[:, None, None] * np.eye(3)
-    c2, c1, _ = np.moveaxis(np.linalg.solve(gram, np.einsum("rmi,rm->ri", V, loss)[..., None])[..., 0], -1, 0)
+@dataclass
+class Valley:
+    """One budget's distinct sizes (sorted), with the mean loss, mean log D and number of runs
+    (seeds) at each."""
+
+    u: np.ndarray          # log N of each distinct size
+    loss: np.ndarray
+    log_d: np.ndarray
+    count: np.ndarray
+
+
+def valley(log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray, tol: float = np.log(1.02)) -> Valley:
+    """One budget's runs as sizes: runs within 2% in N are one size (repeated seeds)."""
+    size = budgets(log_n, tol)
+    ids = np.unique(size)
+    mean = lambda v: np.array([v[size == s].mean() for s in ids])
+    return Valley(mean(log_n), np.exp(mean(np.log(loss))), mean(log_d), np.array([(size == s).sum() for s in ids]))
+
+
+def _windows(u: np.ndarray, k: int) -> np.ndarray:
+    """For each size i, the indices (sorted) of the k sizes nearest to it in log N."""
+    k = min(k, len(u))
+    return np.sort(np.argsort(np.abs(u[None] - u[:, None]), axis=1, kind="stable")[:, :k], axis=1)
+
+
+def local_minimum(u: np.ndarray, loss: np.ndarray, k: int = WINDOW) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The minimum of loss in log N near the lowest observed loss, for each row of `loss`
+    (R, m) over the sorted sizes `u` (m,): a least-squares parabola through the k sizes nearest
+    the best one. Returns log N_opt, the parabola's loss there, and a code per row (0 ok, else a
+    key of REFUSALS)."""
+    loss = np.atleast_2d(loss)
+    R, m = loss.shape
+    if m < 3:
+        return np.full(R, np.nan), np.full(R, np.nan), np.ones(R, int)
+    best = np.argmin(loss, axis=1)
+    win = _windows(u, k)[best]                                           # (R, k)
+    x = u[win] - u[best][:, None]
+    V = np.stack([x * x, x, np.ones_like(x)], axis=-1)                   # (R, k, 3)
+    y = np.take_along_axis(loss, win, axis=1)
+    c2, c1, c0 = np.moveaxis(np.linalg.solve(np.einsum("rki,rkj->rij", V, V),
+                                             np.einsum("rki,rk->ri", V, y)[..., None])[..., 0], -1, 0)
     with np.errstate(all="ignore"):
         vertex = -c1 / (2 * c2)
-    code = np.where(code == 0, np.where(c2 <= 0, 2, np.where(vertex <= u.min(-1), 3,
-                                        np.where(vertex >= u.max(-1), 4, 0))), code)
-    # D along this budget: exactly linear in log N when C = 6ND, nearly so for other conventions.
-    du, dd = u - u.mean(-1, keepdims=True), log_d - log_d.mean(-1, keepdims=True)
-    with np.errstate(all="ignore"):
-        slope = (du * dd).sum(-1) / (du * du).sum(-1)
-    log_d_opt = log_d.mean(-1) + slope * (vertex - u.mean(-1))
-    return vertex + center, log_d_opt, code
+        at = c0 - c1 * c1 / (4 * c2)
+    outside = (vertex < x.min(1)) | (vertex > x.max(1)) | ~(c2 > 0)
+    code = np.where(best == 0, 2, np.where(best == m - 1, 3, np.where(outside, 4, 0)))
+    return vertex + u[best], at, code
 
 
-REFUSALS = {1: "fewer than 3 distinct sizes: a parabola needs 3",
-            2: "loss is not convex in log N: no minimum",
-            3: "minimum lies below the smallest size tried: not interior",
-            4: "minimum lies beyond the largest size tried: not interior"}
+def repeat_noise(cells: np.ndarray, log_loss: np.ndarray) -> tuple[float, int] | None:
+    """Run-to-run noise (SD of log loss) pooled over cells of repeated seeds (runs of one size
+    and one budget), with its degrees of freedom; None when no cell has two runs."""
+    ss, dof = 0.0, 0
+    for c in np.unique(cells):
+        v = log_loss[cells == c]
+        ss, dof = ss + ((v - v.mean()) ** 2).sum(), dof + len(v) - 1
+    return (float(np.sqrt(ss / dof)), dof) if dof else None
+
+
+def scatter_noise(labels: np.ndarray, log_n: np.ndarray, log_d: np.ndarray,
+                  loss: np.ndarray) -> tuple[float, int] | None:
+    """Noise estimated from the scatter of each budget's log losses about quadratics in log N
+    through every 4 consecutive sizes (one degree of freedom each); includes any misfit of the
+    quadratic, so it errs high. None when no budget has 4 sizes."""
+    rss = []
+    for label in np.unique(labels):
+        m = labels == label
+        v = valley(log_n[m], log_d[m], loss[m])
+        for i in range(len(v.u) - 3):
+            x, y = v.u[i:i + 4], np.log(v.loss[i:i + 4])
+            rss.append(float(np.sum((np.polyval(np.polyfit(x - x.mean(), y, 2), x - x.mean()) - y) ** 2)))
+    return (float(np.sqrt(np.mean(rss))), len(rss)) if rss else None
 
 
 def _slopes(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -55,51 +123,63 @@ def _slopes(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return (Y - Y.mean(-1, keepdims=True)) @ dx / (dx @ dx)
 
 
-def isoflop(labels: np.ndarray, log_c: np.ndarray, log_n: np.ndarray, log_d: np.ndarray,
-            loss: np.ndarray, resamples: int = 1000, seed: int = 0, target_log_c: float | None = None) -> dict:
-    """IsoFLOP analysis (Hoffmann et al. approach 2): per budget a parabola of loss in log N,
-    its vertex N_opt (refused unless interior), then N_opt ~ C^a and D_opt ~ C^b by least squares
-    in log space, extrapolated to `target_log_c` when given. The bootstrap resamples runs within
-    each budget; a resample in which any accepted budget loses its interior minimum is counted
-    as failed and skipped. Point estimates are plain floats; bootstrap draws sit in `draws`."""
+def _log_d_at(v: Valley, log_n: np.ndarray) -> np.ndarray:
+    """log D along the budget at log N: exactly linear when C = 6ND, nearly so otherwise."""
+    du = v.u - v.u.mean()
+    slope = (du @ (v.log_d - v.log_d.mean())) / (du @ du)
+    return v.log_d.mean() + slope * (log_n - v.u.mean())
+
+
+def isoflop(labels: np.ndarray, log_c: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray,
+            resamples: int = 1000, seed: int = 0, target_log_c: float | None = None,
+            noise: float = ASSUMED_NOISE) -> dict:
+    """Per budget (runs sharing a label) the local minimum, then N_opt ∝ C^a and D_opt ∝ C^b by
+    least squares in log space over the budgets with an interior minimum, extrapolated to
+    `target_log_c` when given. The bootstrap multiplies each size's loss by exp(noise·z/√seeds)
+    (`noise`: the SD of log loss of one run). A resample in which any of those budgets loses its
+    minimum is failed; each budget's share of failures is kept. Point estimates are floats;
+    bootstrap draws sit in `draws`."""
     rows, accepted = [], []
     for label in np.unique(labels):
         m = labels == label
-        entry = {"flops": float(np.exp(log_c[m].mean())), "runs": int(m.sum()),
+        v = valley(log_n[m], log_d[m], loss[m])
+        entry = {"flops": float(np.exp(log_c[m].mean())), "runs": int(m.sum()), "sizes": len(v.u),
                  "flops_spread": float(np.exp(log_c[m].max() - log_c[m].min()) - 1),
                  "params": np.exp(log_n[m]).tolist(), "tokens": np.exp(log_d[m]).tolist(), "loss": loss[m].tolist()}
-        ln, ld, code = _parabola_min(log_n[m][None], log_d[m][None], loss[m][None])
+        ln, at, code = local_minimum(v.u, v.loss)
         if code[0]:
             entry["reason"] = REFUSALS[int(code[0])]
+            entry["add"] = {2: "smaller", 3: "larger"}.get(int(code[0]))
         else:
-            entry["N_opt"], entry["D_opt"] = float(np.exp(ln[0])), float(np.exp(ld[0]))
-            entry["loss_opt"] = float(np.polyval(np.polyfit(log_n[m], loss[m], 2), ln[0]))
-            accepted.append((np.flatnonzero(m), ln[0], ld[0]))
+            entry.update(N_opt=float(np.exp(ln[0])), D_opt=float(np.exp(_log_d_at(v, ln[0]))), loss_opt=float(at[0]))
+            accepted.append((len(rows), v, float(np.log(entry["flops"]))))
         rows.append(entry)
     out: dict = {"budgets": rows}
     if len(accepted) < 2:
         out["reason"] = f"{len(accepted)} budget(s) with an interior minimum: the exponents need at least 2"
         return out
-    lc = np.array([log_c[i].mean() for i, _, _ in accepted])
+    lc = np.array([c for _, _, c in accepted])
 
-    def lines(ln: np.ndarray, ld: np.ndarray) -> dict[str, np.ndarray]:
+    def lines(ln: np.ndarray) -> dict[str, np.ndarray]:
+        ld = np.stack([_log_d_at(v, ln[:, j]) for j, (_, v, _) in enumerate(accepted)], axis=1)
         got = {"a": _slopes(lc, ln), "b": _slopes(lc, ld)}
         if target_log_c is not None:     # the fitted lines, extrapolated to the target
             got["N_opt"] = np.exp(ln.mean(-1) + got["a"] * (target_log_c - lc.mean()))
             got["D_opt"] = np.exp(ld.mean(-1) + got["b"] * (target_log_c - lc.mean()))
         return got
 
-    point = lines(np.array([[v for _, v, _ in accepted]]), np.array([[v for _, _, v in accepted]]))
+    point = lines(np.array([[np.log(rows[i]["N_opt"]) for i, _, _ in accepted]]))
     out.update({k: float(v[0]) for k, v in point.items()})
     if resamples <= 0:
         return out
     rng = np.random.default_rng(seed)
-    ln_all, ld_all, ok = [], [], np.ones(resamples, bool)
-    for i, _, _ in accepted:
-        pick = i[rng.integers(0, len(i), size=(resamples, len(i)))]
-        ln, ld, code = _parabola_min(log_n[pick], log_d[pick], loss[pick])
-        ln_all.append(ln), ld_all.append(ld)
+    ln_all, ok = [], np.ones(resamples, bool)
+    for i, v, _ in accepted:
+        y = v.loss * np.exp(rng.normal(0.0, 1.0, (resamples, len(v.u))) * noise / np.sqrt(v.count))
+        ln, _, code = local_minimum(v.u, y)
+        rows[i]["failed"] = float(np.mean(code != 0))
+        ln_all.append(ln)
         ok &= code == 0
-    out["draws"] = lines(np.array(ln_all).T[ok], np.array(ld_all).T[ok])
+    out["draws"] = lines(np.array(ln_all).T[ok])
     out["resamples"], out["failed"] = resamples, int((~ok).sum())
     return out

@@ -207,21 +207,24 @@ def fit(form: Form, X: np.ndarray, y: np.ndarray, delta: float = 1e-3, refine: i
                str(result.message), at_bound, agree)
 
 
-def predict(form: Form, params: dict[str, float], X: np.ndarray) -> np.ndarray:
-    """Loss (natural units) of a fitted law at log features X (n, terms)."""
+def predict(form: Form, params: dict, X: np.ndarray) -> np.ndarray:
+    """Loss (natural units) of a fitted law at log features X (n, terms). With arrays of
+    parameters (bootstrap draws, R each), one row per draw: (R, n)."""
     X = np.asarray(X, float).reshape(len(X), -1)
-    out = params["A"] * np.exp(-params["alpha"] * X[:, 0]) + (params["E"] if form.has_e else 0.0)
+    col = lambda name: np.asarray(params[name], float)[..., None]
+    out = col("A") * np.exp(-col("alpha") * X[:, 0]) + (col("E") if form.has_e else 0.0)
     if form.terms == 2:
-        out = out + params["B"] * np.exp(-params["beta"] * X[:, 1])
+        out = out + col("B") * np.exp(-col("beta") * X[:, 1])
     return out
 
 
 def backtest(form: Form, X: np.ndarray, y: np.ndarray, key: np.ndarray, holdout: float = 0.2,
-             delta: float = 1e-3) -> dict:
-    """Hold out the runs with the largest `key` (compute, or N), fit the rest, and report how
-    far the law misses the held-out losses: mean absolute error, bias (predicted - observed),
-    worst miss, in loss units and relative, and the held-out runs themselves. A dict with
-    `reason` when the split leaves too few runs to fit."""
+             delta: float = 1e-3, resamples: int = 0, seed: int = 0) -> dict:
+    """Hold out the runs with the largest `key` (compute), fit the rest, and report how far the
+    law misses the held-out losses: mean absolute error, bias (predicted - observed), worst
+    miss, in loss units and relative, and the held-out runs themselves. With `resamples`, each
+    held-out run also gets the 95% interval of the law there (the bootstrap spread of the law
+    fitted without it). A dict with `reason` when the split leaves too few runs to fit."""
     X = np.asarray(X, float).reshape(len(y), -1)
     n_out = max(1, int(np.ceil(holdout * len(y))))
     order = np.argsort(key, kind="stable")
@@ -233,11 +236,19 @@ def backtest(form: Form, X: np.ndarray, y: np.ndarray, key: np.ndarray, holdout:
     fitted = fit(form, X[train], y[train], delta)
     pred, obs = predict(form, fitted.params, X[test]), np.exp(y[test])
     err = pred - obs
-    return {**out, "key_threshold": float(np.min(np.asarray(key)[test])),
-            "mae": float(np.abs(err).mean()), "bias": float(err.mean()), "max_abs": float(np.abs(err).max()),
-            "mae_relative": float(np.abs(err / obs).mean()), "max_relative": float(np.abs(err / obs).max()),
-            "held_out": [{"key": float(k), "observed": float(o), "predicted": float(p)}
-                         for k, o, p in zip(np.asarray(key)[test], obs, pred)]}
+    out.update({"key_threshold": float(np.min(np.asarray(key)[test])),
+                "mae": float(np.abs(err).mean()), "bias": float(err.mean()), "max_abs": float(np.abs(err).max()),
+                "mae_relative": float(np.abs(err / obs).mean()), "max_relative": float(np.abs(err / obs).max())})
+    held = [{"key": float(k), "observed": float(o), "predicted": float(p)}
+            for k, o, p in zip(np.asarray(key)[test], obs, pred)]
+    if resamples:
+        draws = bootstrap(fitted, X[train], y[train], resamples, seed, delta)
+        laws = np.atleast_2d(predict(form, draws, X[test]))
+        laws[~np.isfinite(laws)] = np.nan
+        lo, hi = np.nanpercentile(laws, [2.5, 97.5], axis=0)
+        for h, a, b in zip(held, lo, hi):
+            h.update(lo=float(a), hi=float(b))
+    return {**out, "held_out": held}
 
 
 # ------------------------------------------------------------------------------- bootstrap
@@ -300,8 +311,8 @@ def allocation(p: dict[str, np.ndarray | float], k: float, target_flops: float) 
         n_opt = np.exp(logG + beta / s * logc)
         d_opt = np.exp(alpha / s * logc - logG)
         loss = E + A * n_opt ** -alpha + B * d_opt ** -beta
-    return {"a": beta / s, "b": alpha / s, "N_opt": n_opt, "D_opt": d_opt,
-            "tokens_per_param": d_opt / n_opt, "loss_at_target": loss}
+        return {"a": beta / s, "b": alpha / s, "N_opt": n_opt, "D_opt": d_opt,
+                "tokens_per_param": d_opt / n_opt, "loss_at_target": loss}
 
 
 def outliers(log_residuals: np.ndarray, k: float) -> np.ndarray:

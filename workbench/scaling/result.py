@@ -4,94 +4,41 @@ provenance of the runs. `FitResult` is what `fit_runs` returns; its JSON is `wor
 --json` and the saved fit.json. Where the data cannot support a number, an entry carries a
 `reason` instead, so reports say why rather than draw a wrong line.
 
-Fields that do not apply are left out of the JSON rather than written as null (`absent()`);
-non-finite numbers are written as null."""
+Fields that do not apply are left out of the JSON rather than written as null; non-finite
+numbers are written as null (scaling.estimate)."""
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Any, Iterator
+from typing import Iterator
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import Field, PrivateAttr
 
-
-def _finite(value: Any) -> Any:
-    """Numbers (numpy's too) as Python floats; NaN and infinities as None."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return value
-    return value if math.isfinite(value) else None
+from workbench.scaling.estimate import Estimate, Num, Plain, absent
 
 
-Num = Annotated[float | None, BeforeValidator(_finite)]
-"""A number that may be missing (a non-finite value is missing)."""
-
-
-def absent() -> Any:
-    """A field left out of the JSON when it does not apply (is None)."""
-    return Field(None, exclude_if=lambda v: v is None)
-
-
-def num(value: float | None) -> str:
-    """How every number of a fit is written: 4 significant digits, or scientific notation for
-    the very large and very small; '-' when missing."""
-    if value is None:
-        return "-"
-    return f"{value:.3e}" if abs(value) >= 1e5 or (value and abs(value) < 1e-3) else f"{value:.4g}"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", serialize_by_alias=True, validate_by_name=True,
-                              validate_assignment=True)
-
-
-class Estimate(_Model):
-    """A point estimate with its 95% bootstrap interval (lo, hi: None without one). A fixed
-    parameter says so; a tied one names the parameter it equals."""
-
-    estimate: Num
-    lo: Num = None
-    hi: Num = None
-    fixed: bool | None = absent()
-    tied_to: str | None = absent()
-
-    def interval(self) -> str:
-        """The interval in words: '[lo, hi]', 'fixed', '= alpha' or '(no interval)'."""
-        if self.fixed:
-            return "fixed"
-        if self.tied_to:
-            return f"= {self.tied_to}"
-        return "(no interval)" if self.lo is None else f"[{num(self.lo)}, {num(self.hi)}]"
-
-    def text(self) -> str:
-        """The estimate and its interval, e.g. '0.3412 [0.3301, 0.3525]'."""
-        if self.lo is None and not self.fixed and not self.tied_to:
-            return num(self.estimate)
-        return f"{num(self.estimate)} {self.interval()}"
-
-
-class Conventions(_Model):
+class Conventions(Plain):
     """Which columns the runs' N, C and loss came from, and the grouping field."""
 
     N: str
     C: str
     loss: str
     group_by: str | None
+    parameters: str = "as given"
+    """The parameter convention of N: total, nonembedding, matmul, or as given (a user's table)."""
+    alternative: str | None = absent()
+    """The other parameter convention the runs also carry, which model choice fits too."""
     flops_per_param_token: Num = absent()
     """k in C = k·N·D: the median over the runs (set by the fit)."""
 
 
-class Defaults(_Model):
+class Defaults(Plain):
     """What the source asks for when the caller does not: a study's `scaling:` section."""
 
     x: str
     group_by: str | None
 
 
-class Provenance(_Model):
+class Provenance(Plain):
     """Where a table of runs came from, which rows were left out and why, and its conventions."""
 
     source: str
@@ -109,13 +56,13 @@ class Provenance(_Model):
     defaults: Defaults | None = None
 
 
-class Counts(_Model):
+class Counts(Plain):
     rows: int
     used: int
     excluded: dict[str, int]
 
 
-class Estimator(_Model):
+class Estimator(Plain):
     """How the laws were fitted and their intervals made."""
 
     objective: str
@@ -128,7 +75,7 @@ class Estimator(_Model):
     outliers: str
 
 
-class GoodnessOfFit(_Model):
+class GoodnessOfFit(Plain):
     runs: int
     r2_log: Num
     rmse_log: Num
@@ -139,7 +86,7 @@ class GoodnessOfFit(_Model):
     starts_agreeing: int
 
 
-class Curve(_Model):
+class Curve(Plain):
     """The fitted law along one axis, for plots, with its 95% bootstrap band."""
 
     axis: str
@@ -149,13 +96,16 @@ class Curve(_Model):
     hi: list[Num] | None = absent()
 
 
-class HeldOut(_Model):
+class HeldOut(Plain):
     key: Num
     observed: Num
     predicted: Num
+    lo: Num = absent()
+    """95% interval of the law fitted without the held-out runs, there (its bootstrap spread)."""
+    hi: Num = absent()
 
 
-class Backtest(_Model):
+class Backtest(Plain):
     """The law fitted without the largest runs (by `by`), and how far it misses them."""
 
     holdout: float
@@ -170,19 +120,31 @@ class Backtest(_Model):
     max_abs: Num = absent()
     mae_relative: Num = absent()
     max_relative: Num = absent()
+    half_width: Num = absent()
+    """Mean half-width of the 95% intervals for one run at the held-out points, in log loss: the
+    law's spread there and the run-to-run noise together."""
+    outside: int | None = absent()
+    """Held-out runs whose loss lies outside that interval."""
+    passed: bool | None = absent()
+    """The mean |log error| on the held-out runs is within the mean half-width of their intervals."""
     held_out: list[HeldOut] | None = absent()
 
 
-class BootstrapCount(_Model):
+class BootstrapCount(Plain):
     resamples: int
     unconverged: int
 
 
-class FormFit(_Model):
-    """One law fitted to the runs, or the reason it was not."""
+class FormFit(Plain):
+    """One law fitted to the runs, or the reason it was not; whether it may be used for a
+    recommendation (supported), and if not, why (refusal) and what data would fix it."""
 
     label: str
     runs: int
+    form: str | None = absent()
+    """The form's name (x, x-noE, nd, nd-tied, nd-dc)."""
+    convention: str | None = absent()
+    """The parameter convention of N it was fitted under; None when N does not enter it."""
     reason: str | None = absent()
     gof: GoodnessOfFit | None = absent()
     params: dict[str, Estimate] | None = absent()
@@ -194,29 +156,62 @@ class FormFit(_Model):
     outliers_dropped: int | None = absent()
     backtest: Backtest | None = absent()
     warnings: list[str] | None = absent()
+    supported: bool | None = absent()
+    refusal: str | None = absent()
+    fix: str | None = absent()
+    unique_tokens: Num = absent()
+    """Data-constrained form: the unique training tokens D' discounts repeats of (median)."""
+    r_star: Num = absent()
+    """Data-constrained form: R*_D, the repetitions after which repeated tokens are worth 1/e."""
+    noise: Num = absent()
+    """Run-to-run noise (SD of log loss) its predictions for one run add to the law's spread."""
+    flops_per_param_token: Num = absent()
+    """L(N, D) forms: k in C = k·N·D under its parameter convention (the median over the runs)."""
+    _draws: dict | None = PrivateAttr(None)
+    _problems: list[tuple[str, str]] = PrivateAttr(default_factory=list)
+    """Each warning with the data that would fix it (judged with the backtest by scaling.choose)."""
 
     @property
     def fitted(self) -> bool:
         return self.params is not None
 
+    @property
+    def draws(self) -> dict | None:
+        """The bootstrap draws of E, A, B, alpha, beta (arrays); None when read back from JSON."""
+        return self._draws
 
-class Budget(_Model):
+
+class Budget(Plain):
     """One IsoFLOP budget: its runs, and their loss-minimising size or why there is none."""
 
     flops: Num
     runs: int
+    sizes: int | None = absent()
+    """Distinct sizes (runs of one size are repeated seeds)."""
     flops_spread: Num
     """Largest over smallest compute among its runs, minus 1."""
     params: list[Num]
     tokens: list[Num]
     loss: list[Num]
     reason: str | None = absent()
+    add: str | None = absent()
+    """Which sizes would give it an interior minimum: smaller or larger."""
     N_opt: Num = absent()
     D_opt: Num = absent()
     loss_opt: Num = absent()
+    failed: Num = absent()
+    """Share of bootstrap resamples in which it lost its interior minimum."""
 
 
-class IsoFLOP(_Model):
+class Noise(Plain):
+    """The run-to-run noise (SD of log loss) intervals are drawn from, and where it came from."""
+
+    sd: Num
+    source: str
+    dof: int | None = absent()
+
+
+class IsoFLOP(Plain):
     """The IsoFLOP analysis: per budget the optimal size, then N_opt ∝ C^a and D_opt ∝ C^b."""
 
     reason: str | None = absent()
@@ -231,13 +226,21 @@ class IsoFLOP(_Model):
     failed: int | None = absent()
     budgets_from: str | None = absent()
     interval_reason: str | None = absent()
+    noise: Noise | None = absent()
+    excluded: list[str] | None = absent()
+    """Budgets left out, each with what to add."""
+    supported: bool | None = absent()
+    """At least two budgets with an interior minimum and a bootstrap interval."""
 
 
-class Allocation(_Model):
-    """How to spend the target compute (from an L(N, D) fit), or why the fit cannot say."""
+class Allocation(Plain):
+    """How to spend the target compute, from the supported L(N, D) fit with the lowest held-out
+    error; or why no fit can say, and what data would fix it."""
 
     source: str | None = Field(None, alias="from", exclude_if=lambda v: v is None)
-    """The form it comes from."""
+    """The fit it comes from (a key of `forms`)."""
+    convention: str | None = absent()
+    """The parameter convention N_opt is counted in."""
     target_flops: Num = absent()
     flops_per_param_token: Num = absent()
     a: Estimate | None = absent()
@@ -247,9 +250,51 @@ class Allocation(_Model):
     tokens_per_param: Estimate | None = absent()
     loss_at_target: Estimate | None = absent()
     reason: str | None = absent()
+    fix: list[str] | None = absent()
 
 
-class GroupFit(_Model):
+class Choice(Plain):
+    """One row of the model-choice table: a fitted form under one parameter convention, its
+    error on the held-out largest compute, and whether it may be used."""
+
+    key: str
+    """Its key in `forms`."""
+    form: str
+    convention: str | None
+    label: str
+    heldout_error: Num = None
+    """Mean relative |error| on the held-out runs (the largest compute)."""
+    supported: bool
+    refusal: str | None = absent()
+
+
+class Selection(Plain):
+    """Model choice by extrapolation: every form (and, with `auto`, both parameter conventions)
+    fitted without the largest compute; the supported one with the lowest held-out error is
+    chosen for predictions."""
+
+    holdout: float
+    by: str = "flops"
+    rows: list[Choice]
+    chosen: str | None = None
+    """Key of the chosen fit in `forms`; None when no fit is supported."""
+    reason: str | None = absent()
+
+
+class Repeated(Plain):
+    """Runs that went over their training data more than `threshold` times: repeated tokens
+    are worth less than fresh ones, and laws that count them as fresh are biased there."""
+
+    threshold: float
+    runs: int
+    """Runs beyond the threshold."""
+    known: int
+    """Runs whose epochs are known."""
+    max_epochs: Num = None
+    message: str
+
+
+class GroupFit(Plain):
     """One group's runs fitted alone, or why they were not."""
 
     runs: int
@@ -257,10 +302,11 @@ class GroupFit(_Model):
     forms: dict[str, FormFit] | None = absent()
     isoflop: IsoFLOP | None = absent()
     allocation: Allocation | None = absent()
+    selection: Selection | None = absent()
     notes: list[str] | None = absent()
 
 
-class Comparison(_Model):
+class Comparison(Plain):
     """Two groups compared on one quantity of one form: is the difference resolved?"""
 
     groups: list[str]
@@ -272,13 +318,13 @@ class Comparison(_Model):
     verdict: str
 
 
-class Groups(_Model):
+class Groups(Plain):
     by: str
     fits: dict[str, GroupFit]
     comparisons: list[Comparison]
 
 
-class FitResult(_Model):
+class FitResult(Plain):
     """Everything a fit says about a table of runs: provenance, estimator, every law, the
     IsoFLOP analysis, the allocation, groups, and sentences for people (warnings, what the data
     could not support, predictions, notes)."""
@@ -295,6 +341,8 @@ class FitResult(_Model):
     forms: dict[str, FormFit]
     isoflop: IsoFLOP
     allocation: Allocation
+    selection: Selection | None = absent()
+    repeated: Repeated | None = absent()
     groups: Groups | None
     notes: list[str]
     warnings: list[str] = []

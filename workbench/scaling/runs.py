@@ -1,6 +1,8 @@
-"""The runs a fit reads, as one table with columns params, tokens, flops, loss, group and budget:
-from a study's trials table (or its export), or from a user's own table of runs (CSV or Parquet),
-with provenance: where they came from, which rows were left out and why, and the conventions."""
+"""The runs a fit reads, as one table with columns params, tokens, flops, loss, group, budget,
+params_other (N under the other parameter convention, when known) and unique_tokens (the unique
+training tokens each run drew from, when known): from a study's trials table (or its export), or
+from a user's own table of runs (CSV or Parquet), with provenance: where they came from, which
+rows were left out and why, and the conventions."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from workbench.study.schema import StudyFile
 
 N_COLUMNS = {"total": "params.total", "nonembedding": "params.nonembedding", "matmul": "params.matmul"}
 C_COLUMNS = {"6N": "compute.6N", "6N+attn": "compute.6N+attn"}
-TABLE_COLUMNS = "params, tokens, loss (optional: flops, group)"
+OTHER_CONVENTION = {"total": "nonembedding", "nonembedding": "total"}
+"""The parameter convention a fit compares with the requested one (Kaplan's against the total)."""
+TABLE_COLUMNS = "params, tokens, loss (optional: flops, group, unique_tokens or epochs)"
 
 
 def check_conventions(n_convention: str, c_convention: str) -> None:
@@ -110,15 +114,28 @@ def _from_table(table: pl.DataFrame, where: str, loss: str, group_by: str | None
     for col in ["params", "tokens", loss_col] + (["flops"] if has_flops else []):
         _check_positive(table, col, where)
     cols = {c: table[c].cast(pl.Float64) for c in ("params", "tokens")}
+    none = pl.Series([None] * len(table), dtype=pl.Float64)
     runs = pl.DataFrame({
         **cols, "flops": table["flops"].cast(pl.Float64) if has_flops else 6.0 * cols["params"] * cols["tokens"],
         "loss": table[loss_col].cast(pl.Float64), "group": _group_column(table, where, group_by),
-        "budget": pl.Series([None] * len(table), dtype=pl.Float64)})
+        "budget": none, "params_other": none, "unique_tokens": _unique_tokens(table, where)})
     notes = [] if has_flops else ["C = 6·N·D: the table has no flops column"]
     return runs, Provenance(
         source=where, kind="table", layout="runs", rows=len(table), used=len(runs), excluded={}, notes=notes,
-        conventions=Conventions(N="params", C="flops" if has_flops else "6ND", loss=loss_col,
+        conventions=Conventions(N="params", C="flops" if has_flops else "6ND", loss=loss_col, parameters="as given",
                                 group_by=group_by or ("group" if "group" in table.columns else None)))
+
+
+def _unique_tokens(table: pl.DataFrame, where: str) -> pl.Series:
+    """The unique training tokens behind each run: a table's unique_tokens column, or tokens /
+    epochs (a study's records carry both); null where unknown."""
+    if "unique_tokens" in table.columns:
+        _check_positive(table.filter(pl.col("unique_tokens").is_not_null()), "unique_tokens", where)
+        return table["unique_tokens"].cast(pl.Float64).alias("unique_tokens")
+    if "epochs" in table.columns and "tokens" in table.columns:
+        epochs = table["epochs"].cast(pl.Float64)
+        return (table["tokens"].cast(pl.Float64) / epochs.fill_null(float("nan"))).fill_nan(None).alias("unique_tokens")
+    return pl.Series("unique_tokens", [None] * len(table), dtype=pl.Float64)
 
 
 def _check_positive(table: pl.DataFrame, col: str, where: str) -> None:
@@ -155,17 +172,24 @@ def from_export(table: pl.DataFrame, where: str, loss: str, n_convention: str, c
                            f"(N convention {n_convention!r}, C convention {c_convention!r}, loss {loss!r})")
     else:   # nothing completed yet: the result will say so, form by form
         kept = pl.DataFrame({c: pl.Series([], dtype=pl.Float64) for c in (n_col, "tokens", c_col, loss)})
+    other = OTHER_CONVENTION.get(n_convention)
+    other_col = N_COLUMNS[other] if other else None
     runs = pl.DataFrame({"params": kept[n_col].cast(pl.Float64), "tokens": kept["tokens"].cast(pl.Float64),
                          "flops": kept[c_col].cast(pl.Float64), "loss": kept[loss].cast(pl.Float64),
                          "group": _group_column(kept, where, group_by) if len(kept) else
-                         pl.Series([], dtype=pl.String), "budget": _ladder_budget(kept, ladder_convention)})
+                         pl.Series([], dtype=pl.String), "budget": _ladder_budget(kept, ladder_convention),
+                         "params_other": kept[other_col].cast(pl.Float64) if other_col in kept.columns
+                         else pl.Series([None] * len(kept), dtype=pl.Float64),
+                         "unique_tokens": _unique_tokens(kept, where)})
     ok = pl.all_horizontal([pl.col(c).is_finite() & (pl.col(c) > 0) for c in ("params", "tokens", "flops", "loss")])
     invalid = len(runs) - runs.filter(ok.fill_null(False)).height
     if invalid:
         excluded["no usable loss or size"] = invalid
     runs = runs.filter(ok.fill_null(False))
     return runs, Provenance(source=where, kind="table", layout="study-export", rows=len(table), used=len(runs),
-                            excluded=excluded, conventions=Conventions(N=n_col, C=c_col, loss=loss, group_by=group_by))
+                            excluded=excluded, conventions=Conventions(
+                                N=n_col, C=c_col, loss=loss, group_by=group_by, parameters=n_convention,
+                                alternative=other if runs["params_other"].null_count() == 0 and len(runs) else None))
 
 
 def _ladder_budget(kept: pl.DataFrame, convention: str | None) -> pl.Series:

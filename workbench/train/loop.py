@@ -298,6 +298,7 @@ class _Run:
             started_at=self.started_at, device=_device_name(self.device) + (f" x{self.world}" if self.world > 1 else ""),
             precision=engine.accelerator.mixed_precision,
             params=asdict(accounting.count_params(spec)), flops_per_token=fpt, tokens=pre.tokens, steps=pre.steps,
+            unique_tokens=self.prep.unique_tokens, epochs=pre.tokens / self.prep.unique_tokens,
             compute=accounting.compute(spec, pre.tokens),
             train_loss=self.last_loss if math.isfinite(self.last_loss) else None,
             val_loss=final.val_loss if final else None,

@@ -3,7 +3,8 @@ out what does not apply and writes non-finite numbers as null."""
 
 import json
 
-from workbench.scaling.result import Backtest, Curve, Estimate, num
+from workbench.scaling.estimate import Estimate, num
+from workbench.scaling.result import Backtest, Curve
 
 
 def test_an_estimate_is_written_one_way():
