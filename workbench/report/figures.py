@@ -7,7 +7,7 @@ figure, because plotly renders a subset of HTML in titles, legends and hover tex
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -15,9 +15,6 @@ import polars as pl
 
 from workbench.scaling.repeats import EPOCH_LIMIT
 from workbench.study.objectives import FITTABLE
-
-if TYPE_CHECKING:
-    from workbench.report.scaling import FitView
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 AXES = {"flops": ("compute.6N+attn", "training compute C (FLOPs)"),
@@ -53,10 +50,10 @@ def groups(df: pl.DataFrame, group_col: str | None) -> list[tuple[str, pl.DataFr
     return [(k, df.filter(pl.col(group_col).cast(pl.String) == k)) for k in keys]
 
 
-def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: FitView | None,
+def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit,
                    loss: str = "val_bpb") -> go.Figure:
-    """The `loss` column (the one the fit fitted) against C, N or D on log axes, one colour per
-    group, with the fitted law and its band where the fit provides one for this axis; runs that
+    """The `loss` column (the one the fit fitted) against C, N or D on log axes (`fit` is the
+    report's FitView, report/scaling.py, or None), one colour per group, with the fitted law and its band where the fit provides one for this axis; runs that
     repeat their data beyond EPOCH_LIMIT epochs drawn open. `done` holds only rows with a usable
     `loss` (finite, positive: it is drawn on a log axis)."""
     column, label = AXES[axis]
@@ -96,7 +93,7 @@ def scaling_figure(done: pl.DataFrame, axis: str, group_col: str | None, fit: Fi
     return fig
 
 
-def isoflop_figure(fit: FitView | None, loss: str = "val_bpb") -> go.Figure | None:
+def isoflop_figure(fit, loss: str = "val_bpb") -> go.Figure | None:
     """One curve per compute budget: the fitted loss (`loss`) against N, with its local minimum
     (a star), or in the legend why it has none."""
     iso = fit.isoflop if fit else None
