@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from workbench.cli.app import StorageOption, app, out, user_errors
-from workbench.plumbing.errors import FitError
+from workbench.plumbing.errors import FitError, OutputError
 
 SourceArgument = Annotated[Path, typer.Argument(help="A study file, or a CSV/Parquet table of runs.")]
 FormOption = Annotated[str, typer.Option(help="auto (every form, both parameter conventions, chosen by "
@@ -37,20 +37,28 @@ def fit(source: SourceArgument,
         loss: LossOption = None, n_convention: NOption = "total", c_convention: COption = "6N+attn",
         fixed_e: Annotated[Optional[float], typer.Option(help="Fix the irreducible loss E.")] = None,
         outliers: Annotated[Optional[float], typer.Option(help="Drop runs whose log residual is beyond K robust SDs.")] = None,
-        noise: NoiseOption = None, storage: StorageOption = None, as_json: JsonOption = False) -> None:
+        noise: NoiseOption = None, storage: StorageOption = None, as_json: JsonOption = False,
+        output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Where to write the fit's JSON "
+                                                       "(default: runs/STUDY/fit.json, or runs/fits/TABLE.fit.json).")] = None) -> None:
     """Fit scaling laws with bootstrap intervals and backtests, choose the law by held-out error,
     and say what to train at the target compute (or why the data cannot say); writes the fit as
-    JSON."""
+    JSON, never beside the user's own table unless asked to."""
+    from workbench.plumbing.files import writable_folder
     from workbench.scaling.display import render
     from workbench.scaling.fit import fit_runs, save
     from workbench.scaling.runs import load_runs
     runs, prov = load_runs(source, loss=loss, n_convention=n_convention, c_convention=c_convention,
                            group_by=group_by, storage=storage)
-    if prov.kind == "study":
+    if output is not None:
+        path = output
+    elif prov.kind == "study":
         from workbench.study.storage import study_dir
         path = study_dir(prov.study) / "fit.json"
     else:
-        path = source.with_name(source.name + ".fit.json")
+        path = Path("runs") / "fits" / f"{source.name}.fit.json"
+    if path.is_dir():
+        raise OutputError(f"--output {path} is a folder, not a file")
+    writable_folder(path.parent, "output folder")             # before the fit, not after it
     result = fit_runs(runs, prov, x=x, form=form, target_flops=target_flops, bootstrap=bootstrap,
                       huber_delta=huber_delta, fixed_e=fixed_e, outliers=outliers, noise=noise)
     save(result, path)

@@ -93,6 +93,18 @@ def estimate(value: float, draws: np.ndarray | None) -> Estimate:
     return Estimate(estimate=value, lo=lo, hi=hi)
 
 
+def _not_identifiable(X: np.ndarray, y: np.ndarray, need: int) -> str | None:
+    """Why the runs cannot pin a law down whatever its fit reports (a constant loss, or fewer
+    distinct points than parameters), or None. Such data give a "converged" fit with zero-width
+    intervals and R² 1, which is no evidence at all."""
+    if np.ptp(y) <= 1e-12 * max(1.0, abs(float(y.mean()))):
+        return "the loss is the same in every run, so no power law can be told from another"
+    distinct = len(np.unique(np.round(np.c_[X, y], 12), axis=0))
+    if distinct < need:
+        return f"only {distinct} distinct runs; this form needs at least {need}"
+    return None
+
+
 def fit_form(name: str, runs: Arrays, k: float, opts: FitOptions, executor: Executor | None,
              convention: str | None = None) -> tuple[FormFit, dict[str, np.ndarray]]:
     """Fit form `name` to the runs (C = k·N·D for the allocation), under parameter convention
@@ -110,6 +122,10 @@ def fit_form(name: str, runs: Arrays, k: float, opts: FitOptions, executor: Exec
         unique = float(np.median(runs.U))
         entry.unique_tokens, entry.r_star = unique, R_STAR
     X, key, y = features(name, N, D, runs.U, opts.x, C), C, np.log(L)
+    flat = _not_identifiable(X, y, need)
+    if flat:
+        entry.reason = f"not identifiable: {flat}"
+        return entry, {}
     fitted = pw.fit(form, X, y, opts.delta)
     if opts.outliers is not None:
         drop = pw.outliers(y - np.log(pw.predict(form, fitted.params, X)), opts.outliers)

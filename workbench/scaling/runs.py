@@ -20,6 +20,7 @@ C_COLUMNS = {"6N": "compute.6N", "6N+attn": "compute.6N+attn"}
 OTHER_CONVENTION = {"total": "nonembedding", "nonembedding": "total"}
 """The parameter convention a fit compares with the requested one (Kaplan's against the total)."""
 TABLE_COLUMNS = "params, tokens, loss (optional: flops, group, unique_tokens or epochs)"
+MAX_VALUE = 1e40       # beyond any model, corpus or compute budget: products like 6·N·D would overflow
 
 
 def check_conventions(n_convention: str, c_convention: str) -> None:
@@ -148,6 +149,11 @@ def _check_positive(table: pl.DataFrame, col: str, where: str) -> None:
         first = int(np.flatnonzero(bad)[0])
         raise FitError(f"{where}: column {col!r} has {int(bad.sum())} missing, non-finite or "
                        f"non-positive value(s) (first at row {first + 1}: {table[col][first]})")
+    huge = values > MAX_VALUE
+    if huge.any():          # products such as 6·N·D and the power laws would overflow
+        first = int(np.flatnonzero(huge)[0])
+        raise FitError(f"{where}: column {col!r} has {int(huge.sum())} value(s) above {MAX_VALUE:.0e}, beyond "
+                       f"any model, corpus or budget (first at row {first + 1}: {table[col][first]})")
 
 
 def from_export(table: pl.DataFrame, where: str, loss: str, n_convention: str, c_convention: str,
