@@ -171,7 +171,7 @@ def main() -> None:
         spec = {"name": "corpus-scale",
                 "model": {"depth": 2, "width": 64, "heads": 2, "context": 128},
                 "tokenizer": {"kind": "bpe", "vocab_size": args.vocab},
-                "data": {"source": "files", "paths": ["corpus"]},
+                "data": {"source": "files", "paths": ["corpus"], "split": {"by": "tail"}},
                 "train": {"budget": {"steps": args.steps}, "batch_tokens": 4096, "eval_bytes": 65536,
                           "completions": 0, "samples": 0}}
         spec_path = tmp / "spec.yaml"
