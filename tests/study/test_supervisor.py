@@ -114,7 +114,7 @@ def test_the_example_fine_tuning_study_runs_at_tiny_scale(tmp_path, monkeypatch)
     for t in trials:
         assert t.values == [t.user_attrs["record"]["finetune_val_bpb"]]
     runs, prov = load_runs(study_path, storage=url)            # scaling.loss: finetune_val_bpb
-    assert prov["conventions"]["loss"] == "finetune_val_bpb"
+    assert prov.conventions.loss == "finetune_val_bpb"
     assert sorted(runs["loss"].to_list()) == sorted(t.values[0] for t in trials)
     assert sorted(runs["flops"].to_list()) == pytest.approx(
         sorted(t.user_attrs["record"]["compute"]["6N+attn"] for t in trials))
