@@ -77,7 +77,7 @@ def two_phase(tmp_path_factory) -> TwoPhase:
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)
         path = write_study(tmp, trials=2, base={**BASE, "finetune": finetune},
-                           search={"model.width": {"choice": [32, 64]}},
+                           search={"model.width": {"choice": [32, 64]}, "train.lr": {"float": [2e-3, 4e-3]}},
                            scaling={"group_by": "model.width", "loss": "finetune_val_bpb"})
         study = load_study(path)
         journal = str(tmp / "runs" / study.name / "study.journal")
