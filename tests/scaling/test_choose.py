@@ -14,7 +14,7 @@ def test_auto_fits_every_form_under_both_conventions_and_keeps_the_best_extrapol
     result = fit_source(path, bootstrap=50)
     sel = result.selection
     pairs = {(c.form, c.convention) for c in sel.rows}
-    assert pairs == {("x", None), ("x-noE", None)} | {(f, c) for f in ("nd", "nd-tied")
+    assert pairs == {("x", None), ("x-noE", None)} | {(f, c) for f in ("nd", "nd-noE", "nd-tied")
                                                         for c in ("total", "nonembedding")}
     supported = [c for c in sel.rows if c.supported]
     assert sel.chosen == min(supported, key=lambda c: c.heldout_error).key

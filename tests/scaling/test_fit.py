@@ -30,7 +30,7 @@ def test_external_table_fits_and_saves_its_json(tmp_path):
     assert result.kind == "table" and result.counts.used == len(L)
     assert result.conventions.C == "6ND" and any("6·N·D" in n for n in result.notes)
     assert result.conventions.flops_per_param_token == pytest.approx(6.0)
-    assert set(result.forms) == {"x", "x-noE", "nd", "nd-tied"}     # a table has one parameter convention
+    assert set(result.forms) == {"x", "x-noE", "nd", "nd-noE", "nd-tied"}   # a table has one N convention
     assert result.allocation.source in ("nd", "nd-tied") and result.selection.chosen is not None
     assert result.forms["nd"].derived["a"].estimate == pytest.approx(A_TRUE, abs=0.05)
     assert result.isoflop.a.estimate == pytest.approx(A_TRUE, abs=0.03)
@@ -87,7 +87,8 @@ def test_real_study_and_its_parquet_export_fit_alike(tmp_path, monkeypatch):
     assert work(study, default_storage(study)) == 5             # in this process: no worker start-up
     from_study = fit_source(path, bootstrap=50)
     assert from_study.kind == "study" and from_study.study == study.name
-    assert from_study.counts.model_dump() == {"rows": 5, "used": 4, "excluded": {"diverged": 1}}
+    # The diverged run is a baseline: a study with a ladder fits its ladder points only.
+    assert from_study.counts.model_dump() == {"rows": 5, "used": 4, "excluded": {"baselines (not ladder points)": 1}}
     assert from_study.forms["x"].fitted and from_study.forms["nd"].reason
     export(trials_table(load_existing(study, default_storage(study))), tmp_path / "export.parquet")
     from_table = fit_source(tmp_path / "export.parquet", bootstrap=50)

@@ -15,8 +15,8 @@ from workbench.study.space import spec_for
 def test_example_studies_validate(path):
     study = load_study(path)
     assert study.name == path.stem
-    for point in ladder_points(study):
-        spec_for(study, point, 0)
+    for run in ladder_points(study):
+        spec_for(study, run["overrides"], 0)
 
 
 def test_study_errors_name_file_line_and_field(tmp_path):

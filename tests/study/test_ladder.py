@@ -1,17 +1,28 @@
-"""A scaling ladder: sizes x budgets x groups, each budget in whole batches."""
+"""A scaling ladder: sizes x budgets x groups, each budget in whole batches; growing a ladder
+keeps its finished points; tuning runs per point, of which the fit takes the best."""
 
-from support import write_study
+import polars as pl
+import pytest
+from optuna.trial import TrialState
+
+from support import BASE, write_study
 from workbench.accounting import flops_per_token
+from workbench.plumbing.errors import SpecError, StorageError
+from workbench.scaling.runs import study_runs
 from workbench.study.file import load_study
-from workbench.study.ladder import ladder_points
+from workbench.study.ladder import ladder_points, tune_design
+from workbench.study.schema import TuneSpec
 from workbench.study.space import spec_for
+from workbench.study.storage import create_or_resume, load_existing
+from workbench.study.table import load_trials
+from workbench.study.worker import work
 
 
 def test_token_ladders_cross_groups_sizes_and_budgets_in_whole_batches(tmp_path):
     study = load_study(write_study(tmp_path, ladder={
         "tokens": [100, 1000], "sizes": [{"model.depth": 1}, {"model.depth": 2}],
         "groups": [{"model.positional.kind": "rope"}, {"model.positional.kind": "alibi"}]}))
-    points = ladder_points(study)
+    points = [run["overrides"] for run in ladder_points(study)]
     assert len(points) == 2 * 2 * 2
     assert points[0] == {"model.positional.kind": "rope", "model.depth": 1, "train.budget": {"tokens": 128}}
     assert [p["train.budget"]["tokens"] for p in points[:2]] == [128, 1024]      # at least one batch of 128
@@ -22,14 +33,112 @@ def test_token_ladders_cross_groups_sizes_and_budgets_in_whole_batches(tmp_path)
 def test_flops_ladders_give_each_size_the_tokens_its_compute_buys(tmp_path):
     study = load_study(write_study(tmp_path, ladder={"flops": [1e8, 1e9],
                                                      "sizes": [{"model.depth": 1}, {"model.depth": 3}]}))
-    for point in ladder_points(study):
+    for point in (run["point"] for run in ladder_points(study)):
         per_token = flops_per_token(spec_for(study, {"model.depth": point["model.depth"]}, 0))["6N+attn"]
         budget = point["train.budget"]["tokens"]
         assert budget % 128 == 0
         assert any(abs(budget - c / per_token) <= 64 for c in (1e8, 1e9))        # nearest whole batch
-    small, large = ladder_points(study)[:2], ladder_points(study)[2:]
+    points = [run["point"] for run in ladder_points(study)]
+    small, large = points[:2], points[2:]
     assert [p["train.budget"]["tokens"] for p in large] < [p["train.budget"]["tokens"] for p in small]
 
 
 def test_a_study_without_a_ladder_has_no_points(tmp_path):
     assert ladder_points(load_study(write_study(tmp_path))) == []
+
+
+# ------------------------------------------------------------------------- growing and tuning
+
+QUICK = {**BASE, "train": {**BASE["train"], "completions": 0, "samples": 0}}
+"""The test base without its evaluation suite: these tests count runs, not what they say."""
+
+
+def _trained(study, url):
+    return {t.number: t.user_attrs.get("record", {}).get("tokens")
+            for t in load_existing(study, url).get_trials() if t.state == TrialState.COMPLETE}
+
+
+def test_a_grown_ladder_keeps_its_finished_points_and_trains_only_the_new_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sizes = [{"model.depth": 1}, {"model.depth": 2}]
+    study = load_study(write_study(tmp_path, name="grow", trials=0, base=QUICK, ladder={"tokens": [256], "sizes": sizes}))
+    url = str(tmp_path / "s.journal")
+    create_or_resume(study, url)
+    assert work(study, url) == 2
+    first = _trained(study, url)
+    folders = {n: (tmp_path / "runs" / "grow" / "trials" / f"{n:04d}" / "record.json").stat().st_mtime_ns for n in first}
+
+    grown = load_study(write_study(tmp_path, name="grow", trials=0, base=QUICK,
+                                   ladder={"tokens": [256, 512], "sizes": sizes + [{"model.depth": 3}]}))
+    ostudy = create_or_resume(grown, url)
+    assert ostudy.user_attrs["planned_trials"] == 6
+    assert work(grown, url) == 4                                    # 2 budgets x 3 sizes, 2 of them done
+    after = _trained(grown, url)
+    assert {n: after[n] for n in first} == first and len(after) == 6
+    assert {n: (tmp_path / "runs" / "grow" / "trials" / f"{n:04d}" / "record.json").stat().st_mtime_ns
+            for n in first} == folders                              # never retrained
+    points = {(t.user_attrs["overrides"]["model.depth"], t.user_attrs["overrides"]["train.budget"]["tokens"])
+              for t in load_existing(grown, url).get_trials()}
+    assert points == {(d, b) for d in (1, 2, 3) for b in (256, 512)}
+    assert work(grown, url) == 0 and create_or_resume(grown, url).user_attrs["planned_trials"] == 6
+
+
+def test_a_shrunk_ladder_withdraws_its_unstarted_points_and_keeps_the_finished(tmp_path):
+    sizes = [{"model.depth": 1}, {"model.depth": 2}]
+    study = load_study(write_study(tmp_path, name="shrink", trials=0, ladder={"tokens": [256, 512], "sizes": sizes}))
+    url = str(tmp_path / "s.journal")
+    create_or_resume(study, url)
+    smaller = load_study(write_study(tmp_path, name="shrink", trials=0, ladder={"tokens": [256], "sizes": sizes}))
+    ostudy = create_or_resume(smaller, url)
+    states = sorted((t.user_attrs["overrides"]["train.budget"]["tokens"], t.state.name, t.user_attrs.get("status"))
+                    for t in ostudy.get_trials())
+    assert states == [(256, "WAITING", None)] * 2 + [(512, "FAIL", "withdrawn")] * 2
+    assert ostudy.user_attrs["planned_trials"] == 2
+
+
+def test_what_makes_results_incomparable_is_refused_naming_it(tmp_path):
+    sizes = [{"model.depth": 1}]
+    study = load_study(write_study(tmp_path, name="same", ladder={"tokens": [256], "sizes": sizes}))
+    url = str(tmp_path / "s.journal")
+    create_or_resume(study, url)
+    other_base = {**BASE, "model": {**BASE["model"], "heads": 4}}
+    for fields, named in (({"base": other_base}, "base spec"), ({"objectives": ["val_loss"]}, "objectives"),
+                          ({"search": {"model.width": {"choice": [32, 64]}}}, "search space")):
+        changed = load_study(write_study(tmp_path, name="same", ladder={"tokens": [256], "sizes": sizes}, **fields))
+        with pytest.raises(StorageError, match=f"began with a different {named}; results would be mixed"):
+            create_or_resume(changed, url)
+
+
+def test_a_tuning_design_spans_each_range_evenly_and_pairs_fields_as_a_latin_hypercube(tmp_path):
+    tune = TuneSpec.model_validate({"train.lr": {"float": [1e-3, 1e-1], "log": True},
+                                    "train.schedule.warmup": {"float": [0.0, 0.3]}, "trials": 4})
+    design = tune_design(tune, seed=0)
+    assert [run["train.lr"] for run in design] == pytest.approx([1e-3, 4.642e-3, 2.154e-2, 1e-1], rel=1e-3)
+    assert sorted(run["train.schedule.warmup"] for run in design) == pytest.approx([0, 0.1, 0.2, 0.3])   # each once
+    assert tune_design(tune, seed=0) == design
+
+
+def test_a_tuned_ladder_trains_every_run_and_its_fit_takes_the_best_of_each_point(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ladder = {"tokens": [256, 512], "sizes": [{"model.depth": 1}, {"model.depth": 2}],
+              "tune": {"train.lr": {"float": [1e-4, 3e-2], "log": True}, "trials": 3}}
+    study = load_study(write_study(tmp_path, name="tuned", trials=0, base=QUICK, ladder=ladder))
+    url = str(tmp_path / "s.journal")
+    create_or_resume(study, url)
+    assert work(study, url) == 2 * 2 * 3
+    _, _, table = load_trials(study, url)
+    assert table.group_by("point").len()["len"].to_list() == [3] * 4
+    assert sorted(table["spec.train.lr"].unique().to_list()) == pytest.approx([1e-4, 1.732e-3, 3e-2], rel=1e-3)
+    runs, prov = study_runs(study, table)
+    assert len(runs) == 4 and prov.excluded["tuning runs not the best of their point"] == 8
+    best = table.group_by("point").agg(pl.col("val_bpb").min()).sort("val_bpb")["val_bpb"].to_list()
+    assert sorted(runs["loss"].to_list()) == pytest.approx(best)
+
+
+def test_tuned_fields_must_be_free_to_tune(tmp_path):
+    path = write_study(tmp_path, ladder={"tokens": [256], "sizes": [{"model.depth": 1}],
+                                         "tune": {"model.depth": {"int": [1, 2]}, "train.lrr": {"float": [1e-3, 1e-2]}}})
+    with pytest.raises(SpecError) as info:
+        load_study(path)
+    text = str(info.value)
+    assert "ladder.tune.model.depth: set by the ladder's sizes" in text and "ladder.tune.train.lrr: not a field" in text

@@ -122,16 +122,25 @@ def test_every_constraint_quantity_is_a_valid_study(tmp_path, quantity):
 # ------------------------------------------------------------------------------- fingerprints
 
 
-def test_the_fingerprint_follows_what_is_measured_not_the_budget(tmp_path):
-    base = load_study(write_study(tmp_path, name="f", search={"model.width": {"choice": [32, 64]}}))
+def test_the_fingerprints_follow_what_is_measured_not_the_budget_nor_the_design(tmp_path):
+    """What a study measures is fingerprinted part by part; the trial budget, baselines and the
+    ladder's points may change (a ladder grows), so they are not."""
+    space = {"model.width": {"choice": [32, 64]}}
+    base = load_study(write_study(tmp_path, name="f", search=space))
     digest = base.base.digest()
-    same = [load_study(write_study(tmp_path, name="f", search={"model.width": {"choice": [32, 64]}}, **fields))
-            for fields in ({"trials": 50}, {"description": "more words"}, {"sampler": {"kind": "tpe", "seed": 9}})]
-    assert all(s.spec.fingerprint(digest) == base.spec.fingerprint(digest) for s in same)
-    changed = [load_study(write_study(tmp_path, name="f", search={"model.width": {"choice": [32, 48]}})),
-               load_study(write_study(tmp_path, name="f", search={"model.width": {"choice": [32, 64]}},
-                                      objectives=["val_loss"])),
-               load_study(write_study(tmp_path, name="f", search={"model.width": {"choice": [32, 64]}},
-                                      constraints=["params <= 1e9"]))]
-    assert len({s.spec.fingerprint(digest) for s in changed} | {base.spec.fingerprint(digest)}) == 4
-    assert base.spec.fingerprint("another-base") != base.spec.fingerprint(digest)
+    same = [load_study(write_study(tmp_path, name="f", search=space, **fields))
+            for fields in ({"trials": 50}, {"description": "more words"}, {"sampler": {"kind": "tpe", "seed": 9}},
+                           {"enqueue": [{"model.width": 32}]},
+                           {"ladder": {"tokens": [256], "sizes": [{"model.depth": 1}]}})]
+    assert all(s.spec.fingerprints(digest).items() >= base.spec.fingerprints(digest).items() for s in same)
+    changed = {"search space": {"search": {"model.width": {"choice": [32, 48]}}},
+               "objectives": {"search": space, "objectives": ["val_loss"]},
+               "constraints": {"search": space, "constraints": ["params <= 1e9"]},
+               "ladder flops_convention": {"search": space, "ladder": {
+                   "flops": [1e8], "sizes": [{"model.depth": 1}], "flops_convention": "6N"}}}
+    flops = load_study(write_study(tmp_path, name="f", search=space, ladder={
+        "flops": [1e8], "sizes": [{"model.depth": 1}]})).spec.fingerprints(digest)
+    for part, fields in changed.items():
+        other = load_study(write_study(tmp_path, name="f", **fields)).spec.fingerprints(digest)
+        assert [k for k in other if other[k] != flops[k]] == [part]
+    assert base.spec.fingerprints("another-base")["base spec"] != base.spec.fingerprints(digest)["base spec"]

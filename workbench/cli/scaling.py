@@ -14,7 +14,7 @@ from workbench.plumbing.errors import FitError, OutputError
 
 SourceArgument = Annotated[Path, typer.Argument(help="A study file, or a CSV/Parquet table of runs.")]
 FormOption = Annotated[str, typer.Option(help="auto (every form, both parameter conventions, chosen by "
-                                              "held-out error), or a comma list of x, x-noE, nd, nd-tied, nd-dc.")]
+                                              "held-out error), or a comma list of x, x-noE, nd, nd-noE, nd-tied, nd-dc.")]
 BootstrapOption = Annotated[int, typer.Option(help="Bootstrap resamples.")]
 LossOption = Annotated[Optional[str], typer.Option(help="val_bpb, val_loss, finetune_val_bpb or finetune_val_loss "
                                                         "(default: the study's scaling.loss, else val_bpb).")]

@@ -22,14 +22,13 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Spec or study fil
     from workbench.specfile import load_spec
     from workbench.specfile import read_yaml
     from workbench.study.file import load_study
-    from workbench.study.ladder import ladder_points
     bad = 0
     for path in files:
         try:
             if "base" in read_yaml(path)[0]:
                 study = load_study(path)
                 out.print(f"ok  {path}  (study {study.name}: {study.spec.trials} searched trials, "
-                          f"{len(study.spec.enqueue)} baselines, {len(ladder_points(study))} ladder points)")
+                          f"{len(study.spec.enqueue)} baselines, {_ladder_size(study)})")
                 continue
             spec = load_spec(path)
         except SpecError as e:
@@ -162,3 +161,14 @@ def bench(spec_file: Path, set_: SetOption = None,
         table.add_row(f"  {phase}", f"{seconds * 1e3:.2f} ms/step")
     table.add_row("outside fwd/bwd/optimizer", f"{result['outside_model_fraction']:.1%}")
     out.print(table)
+
+
+def _ladder_size(study) -> str:
+    from workbench.study.ladder import ladder_points
+    ladder, runs = study.spec.ladder, ladder_points(study)
+    if ladder is None:
+        return "no ladder"
+    points = len({json.dumps(r["point"], sort_keys=True) for r in runs})
+    tuned = f" x {ladder.tune.trials} tuning runs" if ladder.tune else ""
+    check = f", a validation run at {ladder.validate_.flops}" if ladder.validate_ else ""
+    return f"{points} ladder points{tuned}{check}"

@@ -87,8 +87,22 @@ def _print_summary(s: dict) -> None:
         out.print(_trials_table("baselines", s, s["baselines"]))
     if s["ladder"]["planned"]:
         out.print(_ladder_text(s["ladder"], ""))
+    for v in s.get("validation", []):
+        out.print(validation_text(v), soft_wrap=True)
     for f in s["failures"]:
         out.print(f"trial {f['number']} ({f['role']}) {f['status']}: {f['reason']}", soft_wrap=True)
+
+
+def validation_text(v: dict) -> str:
+    """One line on a validation run: predicted against observed, or why there is none yet."""
+    if v["predicted"] is None:
+        return f"validation (trial {v['number']}) {v['status']}: {v['reason']}"
+    head = (f"validation at C = {v['budget']:.3g} (trial {v['number']}, N = {v['params']:.3g}, D = {v['tokens']:.3g}): "
+            f"predicted {v['loss']} {v['predicted']:.4f} [{v['lo']:.4f}, {v['hi']:.4f}] (95%, one run)")
+    if v["observed"] is None:
+        return f"{head}; {v['status']}" + (f": {v['reason']}" if v["reason"] else "")
+    where = "inside" if v["inside"] else "OUTSIDE"
+    return f"{head}, observed {v['observed']:.4f} ({v['error']:+.1%}): {where} the interval"
 
 
 @study_app.command("worker")
@@ -100,6 +114,7 @@ def study_worker(study_file: Path, storage: StorageOption = None,
     """Join an existing study and run trials until its budget is spent (and peers' trials end)."""
     import torch
 
+    from workbench.scaling.validation import plan
     from workbench.study.devices import gpu_count, plan_workers
     from workbench.study.file import load_study
     from workbench.study.storage import default_storage
@@ -111,7 +126,7 @@ def study_worker(study_file: Path, storage: StorageOption = None,
         plan_workers(1, gpu_count(), gpus_per_trial=gpus_per_trial or study.base.train.devices)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    n = work(study, storage or default_storage(study), index, devices=gpus_per_trial)
+    n = work(study, storage or default_storage(study), index, devices=gpus_per_trial, validation=plan)
     out.print(f"worker {index}: ran {n} trial(s)")
 
 

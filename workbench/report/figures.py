@@ -221,3 +221,42 @@ def _note_figure(text: str) -> go.Figure:
     fig.add_annotation(text=esc(text), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     fig.update_layout(template="plotly_white", height=160, xaxis_visible=False, yaxis_visible=False)
     return fig
+
+
+def tuning_figure(ladder: pl.DataFrame, field: str, loss: str) -> go.Figure:
+    """A tuned ladder: the best value of `field` (a column, e.g. spec.train.lr) at each point
+    against the point's size, one line per compute budget, so a drift of the optimum with size
+    shows (an untuned ladder would hide it in its exponents)."""
+    fig = go.Figure()
+    best = ladder.sort(loss).unique("point", keep="first", maintain_order=True)
+    budget = pl.col("compute.6N+attn").log10().round(1)
+    for i, (_, part) in enumerate(best.with_columns(budget.alias("_c")).sort("_c").group_by("_c", maintain_order=True)):
+        part = part.sort("params.total")
+        fig.add_trace(go.Scatter(x=part["params.total"].to_list(), y=part[field].to_list(), mode="lines+markers",
+                                 name=f"C ≈ {part['compute.6N+attn'].median():.2g}",
+                                 line=dict(color=PALETTE[i % len(PALETTE)]),
+                                 text=[f"trial {t}: {esc(_words(loss))} {v:.4f}"
+                                       for t, v in zip(part["trial"], part[loss])]))
+    name = esc(field.removeprefix("spec."))
+    return _layout(fig, f"best {name} of each ladder point against size", "parameters N", name, logy=True)
+
+
+def validation_figure(checks: list[dict]) -> go.Figure:
+    """Each validation run: its predicted loss with the 95% interval for one run, made before it
+    trained, and the loss it then reached."""
+    fig = go.Figure()
+    done = [v for v in checks if v.get("predicted") is not None]
+    x = [f"C = {v['budget']:.2g}<br>N = {v['params']:.3g}" for v in done]
+    fig.add_trace(go.Scatter(x=x, y=[v["predicted"] for v in done], mode="markers", name="predicted (95%, one run)",
+                             marker=dict(symbol="diamond-open", size=12, color=PALETTE[0]),
+                             error_y=dict(type="data", symmetric=False,
+                                          array=[v["hi"] - v["predicted"] for v in done],
+                                          arrayminus=[v["predicted"] - v["lo"] for v in done])))
+    seen = [v for v in done if v.get("observed") is not None]
+    fig.add_trace(go.Scatter(x=[x[done.index(v)] for v in seen], y=[v["observed"] for v in seen], mode="markers",
+                             name="observed", marker=dict(size=10, color=PALETTE[1])))
+    fig = _layout(fig, "validation beyond the ladder: predicted against observed", "validation run",
+                  loss_label(done[0]["loss"]) if done else "loss", logx=False)
+    fig.update_layout(height=340)
+    return fig
+

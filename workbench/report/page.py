@@ -24,7 +24,8 @@ from workbench.report.rows import MISSING, best_trial, fmt, group_column, loss_c
 from workbench.report.scaling import comparison_section, fit_view, scaling_section
 from workbench.report.suite import finetune_section, suite_section
 from workbench.scaling.result import FitResult
-from workbench.study.roles import with_role
+from workbench.scaling.runs import ladder_runs
+from workbench.study.roles import role, validation_check, with_role
 from workbench.study.schema import StudyFile
 
 TABLE_COLUMNS = [("params.total", "N"), ("compute.6N+attn", "C"), ("tokens", "D"), ("epochs", "epochs"),
@@ -140,7 +141,10 @@ def build(study: StudyFile, ostudy: optuna.Study, df: pl.DataFrame, fit: FitResu
         done = done.filter(pl.col("val_bpb").is_not_null())
     page = Page()
     _header(page, study, df)
-    scaling_section(page, study, done, view, fit_error)
+    fitted = ladder_runs(done, loss_column(study))[0] if study.spec.ladder else done
+    checks = [validation_check(t) for t in ostudy.get_trials(deepcopy=False)
+              if role(t.user_attrs) == "validation" and not t.user_attrs.get("retried")]
+    scaling_section(page, study, fitted, view, fit_error, checks)
     page.add("<h2>Search</h2><p class='note'>The searched trials only: baselines and ladder points have budgets "
              "and roles of their own and are judged apart.</p>")
     for _, fig in figures.search_figures(with_role(ostudy, "search")):

@@ -125,11 +125,13 @@ def _isoflop_notes(iso: IsoFLOP | None) -> str:
 
 
 def scaling_section(page: Page, study: StudyFile, done: pl.DataFrame, fit: FitView | None,
-                    fit_error: str | None) -> None:
-    """The answer first (a recommendation from supported fits, or why there is none), then the
+                    fit_error: str | None, checks: list[dict] | None = None) -> None:
+    """Validation runs first (predicted against observed), then the answer (a recommendation from supported fits, or why there is none), then the
     model choice, the IsoFLOP budgets, repeated data, loss against C, N and D with the chosen
     laws, the frontier, the IsoFLOP curves, the fit table, and why the other fits are not used."""
     page.add("<h2>Scaling</h2>")
+    if checks:
+        validation_block(page, checks)
     loss = loss_column(study)
     done = scored(done, loss)
     if done.height < 2:
@@ -148,6 +150,11 @@ def scaling_section(page: Page, study: StudyFile, done: pl.DataFrame, fit: FitVi
     for axis in ("flops", "params", "tokens"):
         page.figure(figures.scaling_figure(done, axis, group, fit, loss))
     page.figure(figures.frontier_figure(done, loss))
+    tune = study.spec.ladder.tune if study.spec.ladder else None
+    for field in (tune.fields if tune else {}):
+        column = f"spec.{field}"
+        if column in done.columns and "point" in done.columns:
+            page.figure(figures.tuning_figure(done.filter(pl.col("point").is_not_null()), column, loss))
     iso = figures.isoflop_figure(fit, loss)
     if iso is not None:
         page.figure(iso)
@@ -158,6 +165,28 @@ def scaling_section(page: Page, study: StudyFile, done: pl.DataFrame, fit: FitVi
                      + "".join(f"<p class='note'>{esc(group)}: {esc(label)}: {esc(why)}</p>"
                                for group, label, why in fit.refused)
                      + "".join(f"<p class='note'>{esc(line)}</p>" for line in fit.unsupported))
+
+
+def validation_block(page: Page, checks: list[dict]) -> None:
+    """Each validation run: the prediction made before it trained, and what it observed."""
+    lines = []
+    for v in checks:
+        if v["predicted"] is None:
+            lines.append(f"<p class='warn'>Validation run (trial {v['number']}) {esc(v['status'])}: {esc(v['reason'])}</p>")
+            continue
+        head = (f"Predicted before training, at C = {v['budget']:.3g} FLOPs (N = {v['params']:.3g}, "
+                f"D = {v['tokens']:.3g}, trial {v['number']}): {esc(v['loss'])} {v['predicted']:.4f}, "
+                f"95% interval for one run [{v['lo']:.4f}, {v['hi']:.4f}]")
+        if v["observed"] is None:
+            lines.append(f"<p class='note'>{head}; the run is {esc(v['status'])}"
+                         + (f": {esc(v['reason'])}" if v["reason"] else "") + ".</p>")
+            continue
+        verdict = "inside" if v["inside"] else "outside"
+        lines.append(f"<p class='{'ok' if v['inside'] else 'warn'}'>{head}. Observed {v['observed']:.4f} "
+                     f"({v['error']:+.1%}): {verdict} the predicted interval.</p>")
+    page.add("<div class='validation' id='validation'><h3>Validation beyond the ladder</h3>" + "".join(lines) + "</div>")
+    if any(v["predicted"] is not None for v in checks):
+        page.figure(figures.validation_figure(checks))
 
 
 def comparison_section(page: Page, study: StudyFile, done: pl.DataFrame, fit: FitView | None) -> None:

@@ -75,7 +75,7 @@ def allocation(part: GroupFit, target: float | None, ks: dict[str, float]) -> Al
                           flops_per_param_token=ks[f.convention], **f.derived)
     two = {key: f for key, f in part.forms.items() if f.form and f.form.startswith("nd")}
     if not two:
-        return Allocation(reason="no L(N, D) fit: not requested (form nd, nd-tied or nd-dc)")
+        return Allocation(reason="no L(N, D) fit: not requested (form nd, nd-noE, nd-tied or nd-dc)")
     if not target:
         return Allocation(reason="no target compute")
     reasons = [f"{f.label}{_under(f)}: {f.reason or f.refusal}" for f in two.values()]

@@ -44,7 +44,7 @@ def fit_runs(runs: pl.DataFrame, prov: Provenance, *, x: str | None = None, form
     Forms: `auto` fits every form (L(x), L(x) without E, L(N, D), L(N, D) with alpha = beta,
     and the data-constrained L(N, D') when runs go past about 4 epochs) under the runs'
     parameter convention and, for a study, the other one (total and non-embedding); or a
-    comma-separated list of x, x-noE, nd, nd-tied, nd-dc under the runs' convention. Each gets
+    comma-separated list of x, x-noE, nd, nd-noE, nd-tied, nd-dc under the runs' convention. Each gets
     percentile bootstrap intervals and a backtest that holds out the largest compute (the
     `holdout` share of runs). The supported fit (no parameter at a bound, no warning, backtest
     error within its own interval) with the lowest held-out error is chosen; allocation at

@@ -16,7 +16,10 @@ from workbench.scaling.estimate import Estimate
 from workbench.scaling.result import Backtest, BootstrapCount, Curve, FormFit, GoodnessOfFit
 
 FORMS = {"x": pw.Form(terms=1), "x-noE": pw.Form(terms=1, has_e=False),
-         "nd": pw.Form(terms=2), "nd-tied": pw.Form(terms=2, tied=True), "nd-dc": pw.Form(terms=2)}
+         "nd": pw.Form(terms=2), "nd-noE": pw.Form(terms=2, has_e=False), "nd-tied": pw.Form(terms=2, tied=True),
+         "nd-dc": pw.Form(terms=2)}
+"""Every law a fit may use. The forms without E serve runs too small to show a floor: below it,
+both terms still fall as power laws, and the compute-optimal allocation does not depend on E."""
 CONSTRAINED = "nd-dc"
 """The data-constrained form: L(N, D') with D' discounting repeated tokens (scaling.repeats)."""
 AXIS_SYMBOL = {"flops": "C", "params": "N", "tokens": "D"}
@@ -60,7 +63,7 @@ def label(name: str, opts: FitOptions) -> str:
     sym = AXIS_SYMBOL[opts.x]
     e = "E + " if opts.fixed_e is None else f"E(fixed {opts.fixed_e:g}) + "
     return {"x": f"L({sym}) = {e}A·{sym}^-alpha", "x-noE": f"L({sym}) = A·{sym}^-alpha",
-            "nd": f"L(N, D) = {e}A/N^alpha + B/D^beta",
+            "nd": f"L(N, D) = {e}A/N^alpha + B/D^beta", "nd-noE": "L(N, D) = A/N^alpha + B/D^beta",
             "nd-tied": f"L(N, D) = {e}A/N^alpha + B/D^alpha (alpha = beta)",
             "nd-dc": f"L(N, D') = {e}A/N^alpha + B/D'^beta (repeats discounted, R* = {R_STAR:g})"}[name]
 
@@ -204,7 +207,7 @@ BOUND_HINTS = {
                          "runs spread over a wider range of the axis this exponent belongs to"),
     ("beta", "upper"): ("implausibly steep: the data cannot pin this term down",
                         "runs spread over a wider range of tokens"),
-    ("e", "lower"): ("E is effectively 0: the data show no floor (try form x-noE)",
+    ("e", "lower"): ("E is effectively 0: the data show no floor (the forms without E fit such data)",
                      "runs at larger compute, where the curve bends towards its floor, or a form without E"),
     ("e", "upper"): ("E above the losses: the law is flat", "runs at smaller compute, where loss still falls")}
 

@@ -142,7 +142,7 @@ class FormFit(Plain):
     label: str
     runs: int
     form: str | None = absent()
-    """The form's name (x, x-noE, nd, nd-tied, nd-dc)."""
+    """The form's name (x, x-noE, nd, nd-noE, nd-tied, nd-dc)."""
     convention: str | None = absent()
     """The parameter convention of N it was fitted under; None when N does not enter it."""
     reason: str | None = absent()

@@ -61,6 +61,31 @@ def study_runs(study: StudyFile, table: pl.DataFrame, loss: str | None = None, n
     return runs, prov
 
 
+LEFT_OUT = {"search": "searched trials (not ladder points)", "baseline": "baselines (not ladder points)",
+            "validation": "validation runs (held out to check the fit)"}
+
+
+def ladder_runs(table: pl.DataFrame, loss: str) -> tuple[pl.DataFrame, dict[str, int]]:
+    """A study with a ladder (or its export) fits its ladder points only: the searched trials
+    and baselines differ in more than size and budget, and validation runs check the fit from outside. Where a
+    tuned point has several completed runs, the one with the lowest loss stands for it. Returns
+    the rows and what was left out, counted by reason."""
+    if "role" not in table.columns or not (table["role"] == "ladder").any():
+        return table, {}
+    left = {LEFT_OUT[r]: n for r, n in table.filter(pl.col("role") != "ladder").group_by("role").len().iter_rows()
+            if r in LEFT_OUT}
+    kept = table.filter(pl.col("role") == "ladder")
+    pointed = kept.filter(pl.col("point").is_not_null()) if "point" in kept.columns else None
+    if pointed is not None and {"status", loss} <= set(kept.columns) and pointed["point"].n_unique() < len(pointed):
+        done = pointed.filter((pl.col("status") == "completed") & pl.col(loss).is_not_null())
+        best = done.sort(loss).unique("point", keep="first", maintain_order=True)
+        tuned = len(done) - len(best)
+        if tuned:
+            left["tuning runs not the best of their point"] = tuned
+        kept = pl.concat([best, kept.filter(~pl.col("trial").is_in(done["trial"].implode()))], how="diagonal_relaxed")
+    return kept.sort("trial"), left
+
+
 def read_runs(source: Path, *, loss: str | None = None, n_convention: str = "total",
               c_convention: str = "6N+attn", group_by: str | None = None) -> tuple[pl.DataFrame, Provenance]:
     """The runs in a table file: a study export (Parquet or CSV with `params.total`, `status`,
@@ -163,7 +188,8 @@ def from_export(table: pl.DataFrame, where: str, loss: str, n_convention: str, c
     (None: the study has none; "per run": unknown, as in an export, so each run's
     spec.train.budget.flops_convention stands in)."""
     n_col, c_col = N_COLUMNS[n_convention], C_COLUMNS[c_convention]
-    excluded: dict[str, int] = {}
+    rows = len(table)
+    table, excluded = ladder_runs(table, loss)
     if "status" in table.columns:
         for status, count in table.group_by("status").len().sort("status").iter_rows():
             if status != "completed":
@@ -192,7 +218,7 @@ def from_export(table: pl.DataFrame, where: str, loss: str, n_convention: str, c
     if invalid:
         excluded["no usable loss or size"] = invalid
     runs = runs.filter(ok.fill_null(False))
-    return runs, Provenance(source=where, kind="table", layout="study-export", rows=len(table), used=len(runs),
+    return runs, Provenance(source=where, kind="table", layout="study-export", rows=rows, used=len(runs),
                             excluded=excluded, conventions=Conventions(
                                 N=n_col, C=c_col, loss=loss, group_by=group_by, parameters=n_convention,
                                 alternative=other if runs["params_other"].null_count() == 0 and len(runs) else None))

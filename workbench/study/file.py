@@ -77,6 +77,15 @@ def _space_problems(study: StudyFile) -> list[tuple[tuple, str]]:
     if study.spec.ladder:
         for i, entry in enumerate(study.spec.ladder.sizes + study.spec.ladder.groups):
             out += [(("ladder",), f"{k!r} is not a field of the base spec") for k in entry if not known(k)]
+        tune = study.spec.ladder.tune
+        shaped = {k for entry in study.spec.ladder.sizes + study.spec.ladder.groups for k in entry}
+        for path, param in (tune.fields if tune else {}).items():
+            if not known(path):
+                out.append((("ladder", "tune", path), "not a field of the base spec"))
+            elif path in shaped or path.startswith("train.budget"):
+                out.append((("ladder", "tune", path), "set by the ladder's sizes, groups or budgets; it cannot be tuned"))
+            if param.when or getattr(param, "divides", None):
+                out.append((("ladder", "tune", path), "a tuned field takes no `when` or `divides`"))
     directions = study.spec.directions()
     if len(directions) > 1 and study.spec.pruner.kind != "none":
         out.append((("pruner", "kind"), "studies with several objectives cannot prune; use none"))

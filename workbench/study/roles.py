@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import optuna
+from optuna.trial import TrialState
 
 ROLES: dict[str, str] = {
     "search": "proposed by the sampler; the searched trials share one budget and are the only ones the "
@@ -56,3 +57,18 @@ def with_role(ostudy: optuna.Study, name: str) -> optuna.Study:
     if name not in ROLES:
         raise ValueError(f"unknown role {name!r}: expected one of {', '.join(ROLES)}")
     return filtered_study(ostudy, lambda t: role(t.user_attrs) == name)
+
+
+def validation_check(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A validation run: its prediction (made before it trained), and once it has finished the
+    observed loss and whether it fell inside the predicted 95% interval for one run."""
+    attrs = t.user_attrs
+    pred = attrs.get("prediction") or {}
+    observed = (attrs.get("record") or {}).get(pred.get("loss", "val_bpb")) if t.state == TrialState.COMPLETE else None
+    lo, hi, estimate = pred.get("lo"), pred.get("hi"), pred.get("estimate")
+    return {"number": t.number, "status": attrs.get("status", t.state.name.lower()), "reason": attrs.get("reason"),
+            "budget": attrs.get("budget"), "loss": pred.get("loss"), "predicted": estimate, "lo": lo, "hi": hi,
+            "params": pred.get("params"), "tokens": pred.get("tokens"), "fields": attrs.get("overrides", {}),
+            "observed": observed,
+            "error": observed / estimate - 1 if observed is not None and estimate else None,
+            "inside": lo <= observed <= hi if observed is not None and lo is not None and hi is not None else None}

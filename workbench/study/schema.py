@@ -120,8 +120,43 @@ class PrunerSpec(Section):
     """Evaluations a trial always gets before it can be pruned (median pruner)."""
 
 
+class TuneSpec(Section):
+    """Hyperparameters tuned at every ladder point, written flat beside `trials`, e.g.
+    {train.lr: {float: [1e-3, 3e-2], log: true}, trials: 4}. Each point trains `trials` runs
+    over a fixed design of these fields' values; the fit uses the best run of each point, and
+    every run is recorded (the report shows the best value against size)."""
+
+    trials: int = Field(4, ge=2, le=64)
+    """Runs per ladder point."""
+    fields: dict[str, Param] = Field(min_length=1)
+    """The tuned fields (dotted spec fields) and their ranges; written flat in the file."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "fields" not in value:
+            return {"fields": {k: v for k, v in value.items() if k != "trials"},
+                    **({"trials": value["trials"]} if "trials" in value else {})}
+        return value
+
+
+class ValidateSpec(Section):
+    """A validation run beyond the ladder: once every ladder point has finished, the study fits
+    them, predicts the compute-optimal model at this budget with a 95% interval, records the
+    prediction, then trains that model and records observed against predicted."""
+
+    flops: Annotated[float, Field(gt=0, le=MAX_LADDER_FLOPS)] | Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?x$")]
+    """The budget: FLOPs (e.g. 1e12), or a factor of the largest ladder budget written like 4x."""
+
+    def budget(self, largest: float) -> float:
+        """The validation budget in FLOPs, given the largest ladder budget."""
+        return largest * float(self.flops[:-1]) if isinstance(self.flops, str) else float(self.flops)
+
+
 class LadderSpec(Section):
-    """A designed grid of model sizes and budgets for scaling fits. Every point is a trial."""
+    """A designed grid of model sizes and budgets for scaling fits. Every point is a trial.
+    Points may be added to a running study (budgets, sizes, groups, tuning runs, a validation
+    budget): finished points are kept and only the new ones train."""
 
     sizes: list[dict[str, Any]] = Field(min_length=1)
     """Model sizes, each a mapping of dotted spec fields, e.g. {model.depth: 2, model.width: 128}."""
@@ -133,11 +168,17 @@ class LadderSpec(Section):
     """Variants crossed with the grid (e.g. each positional scheme), as dotted-field mappings."""
     flops_convention: FlopsConvention = "6N+attn"
     """Convention turning a compute budget into tokens."""
+    tune: TuneSpec | None = None
+    """Per-point tuning of hyperparameters such as the learning rate (see TuneSpec)."""
+    validate_: ValidateSpec | None = Field(None, alias="validate")
+    """A validation run beyond the ladder, e.g. {flops: 4x} (see ValidateSpec)."""
 
     @model_validator(mode="after")
     def _one_axis(self) -> LadderSpec:
         if (self.flops is None) == (self.tokens is None):
             raise PydanticCustomError("ladder", "give exactly one of flops or tokens")
+        if self.validate_ and self.tokens and isinstance(self.validate_.flops, str):
+            raise PydanticCustomError("ladder", "validate: a factor like 4x needs a flops ladder; give FLOPs")
         return self
 
 
@@ -220,11 +261,19 @@ class StudySpec(Section):
             out += [(item, OBJECTIVES[item].direction)] if isinstance(item, str) else list(item.items())
         return out
 
-    def fingerprint(self, base_digest: str) -> str:
-        """What must not change between runs of one study: the space and what is measured."""
-        data = self.model_dump(mode="json", include={"search", "objectives", "ladder", "enqueue", "constraints"})
-        blob = json.dumps({"base": base_digest, **data}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    def fingerprints(self, base_digest: str) -> dict[str, str]:
+        """What must not change between runs of one study, part by part, so a refusal can name
+        the part: the base spec, the search space, the objectives, the constraints and the
+        convention turning ladder budgets into tokens. Everything else may change: the trial
+        budget, baselines, and the ladder's points (sizes, budgets, groups, tuning, validation),
+        which are matched run by run, so finished runs are kept and only new ones train."""
+        data = self.model_dump(mode="json", include={"search", "objectives", "constraints"})
+        parts = {"base spec": base_digest, "search space": data["search"], "objectives": data["objectives"],
+                 "constraints": data["constraints"]}
+        if self.ladder and self.ladder.flops:     # how its budgets became tokens
+            parts["ladder flops_convention"] = self.ladder.flops_convention
+        return {name: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+                for name, value in parts.items()}
 
 
 @dataclass

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Iterator
 
 import optuna
+from optuna.trial import TrialState
 
 from workbench.plumbing.errors import StorageError
-from workbench.study.ladder import ladder_points
+from workbench.study.ladder import key, ladder_points
 from workbench.study.schema import StudyFile
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -56,50 +57,86 @@ def directions(study: StudyFile) -> list[str]:
     return [d for _, d in study.spec.directions()]
 
 
-def planned_trials(study: StudyFile) -> int:
-    return study.spec.trials + len(study.spec.enqueue) + len(ladder_points(study))
+def designed(study: StudyFile) -> list[dict]:
+    """The runs the study file designs, in order: its baselines, then its ladder's runs. Each is
+    {origin, key, entry, point}: `key` tells a run already stored from a new one."""
+    runs = [{"origin": "baseline", "key": key(entry), "entry": entry, "point": None} for entry in study.spec.enqueue]
+    runs += [{"origin": "ladder", "key": key(run["overrides"]), "entry": run["overrides"], "point": run["point"]}
+             for run in ladder_points(study)]
+    return runs
 
 
 def create_or_resume(study: StudyFile, url: str) -> optuna.Study:
-    """Create the Optuna study (enqueueing baselines and ladder points), or resume it after
-    checking that its search space is still the one it began with."""
+    """Create the Optuna study, or resume it after checking that what it measures has not
+    changed; then queue every designed run (baseline, ladder point, tuning run) not yet stored,
+    and withdraw queued ones the file no longer designs. So a ladder grows: finished points are
+    kept and only new ones train."""
     storage = open_storage(url)
-    fingerprint = study.spec.fingerprint(study.base.digest())
     with claim_lock(storage, url, study.name):
         try:
             ostudy = optuna.load_study(study_name=study.name, storage=storage)
         except KeyError:
             ostudy = optuna.create_study(study_name=study.name, storage=storage, directions=directions(study))
-            ostudy.set_user_attr("fingerprint", fingerprint)
-            ostudy.set_user_attr("planned_trials", planned_trials(study))
+            ostudy.set_user_attr("fingerprints", study.spec.fingerprints(study.base.digest()))
             ostudy.set_user_attr("objectives", [n for n, _ in study.spec.directions()])
             ostudy.set_user_attr("study_file", str(study.path))
-            for entry in study.spec.enqueue:
-                _enqueue_overrides(ostudy, study, entry, "baseline")
-            for point in ladder_points(study):
-                ostudy.enqueue_trial({}, user_attrs={"origin": "ladder", "overrides": point})
-            return ostudy
-        _check_fingerprint(ostudy, study, fingerprint)
-        # The trial budget may grow (or shrink) between runs of one study; the space may not.
-        ostudy.set_user_attr("planned_trials", planned_trials(study))
+        else:
+            _check_fingerprint(ostudy, study)
+        _queue_design(ostudy, study)
     return ostudy
 
 
-def _enqueue_overrides(ostudy: optuna.Study, study: StudyFile, entry: dict, origin: str) -> None:
+def _queue_design(ostudy: optuna.Study, study: StudyFile) -> None:
+    trials = ostudy.get_trials(deepcopy=False)
+    stored = {_stored_key(t) for t in trials}
+    wanted = designed(study)
+    for run in wanted:
+        if run["key"] in stored:
+            continue
+        attrs = {"key": run["key"]} | ({"point": run["point"]} if run["point"] is not None else {})
+        _enqueue_overrides(ostudy, study, run["entry"], run["origin"], attrs)
+    keys = {run["key"] for run in wanted}
+    for t in trials:      # queued, never started, and no longer designed: withdrawn, not counted
+        if t.state == TrialState.WAITING and t.user_attrs.get("origin") in ("baseline", "ladder") \
+                and _stored_key(t) not in keys:
+            ostudy._storage.set_trial_user_attr(t._trial_id, "status", "withdrawn")
+            ostudy._storage.set_trial_user_attr(t._trial_id, "retried", True)
+            ostudy._storage.set_trial_user_attr(t._trial_id, "reason", "no longer in the study file's design")
+            ostudy._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    validation = 1 if study.spec.ladder and study.spec.ladder.validate_ else 0
+    done = ostudy.get_trials(deepcopy=False)
+    ostudy.set_user_attr("planned_trials", study.spec.trials + validation + sum(
+        1 for t in done if t.user_attrs.get("origin") in ("baseline", "ladder") and not t.user_attrs.get("retried")))
+
+
+def _stored_key(t: optuna.trial.FrozenTrial) -> str | None:
+    """A stored designed run's key (studies begun before keys were stored: its overrides)."""
+    attrs = t.user_attrs
+    if attrs.get("origin") not in ("baseline", "ladder"):
+        return None
+    return attrs.get("key") or key({**t.system_attrs.get("fixed_params", {}), **attrs.get("overrides", {})})
+
+
+def _enqueue_overrides(ostudy: optuna.Study, study: StudyFile, entry: dict, origin: str, attrs: dict) -> None:
     # Fields the sampler searches go in as fixed params so samplers learn from them; the rest
     # are plain overrides of the base spec.
     searched = {k: v for k, v in entry.items() if k in study.spec.search and not getattr(study.spec.search[k], "divides", None)}
     rest = {k: v for k, v in entry.items() if k not in searched}
-    ostudy.enqueue_trial(searched, user_attrs={"origin": origin, "overrides": rest})
+    ostudy.enqueue_trial(searched, user_attrs={"origin": origin, "overrides": rest, **attrs})
 
 
-def _check_fingerprint(ostudy: optuna.Study, study: StudyFile, fingerprint: str) -> None:
-    old = ostudy.user_attrs.get("fingerprint")
-    if old != fingerprint:
+def _check_fingerprint(ostudy: optuna.Study, study: StudyFile) -> None:
+    now = study.spec.fingerprints(study.base.digest())
+    old = ostudy.user_attrs.get("fingerprints")
+    if old is None:             # begun before fingerprints were kept part by part
+        raise StorageError(f"study {study.name!r} in this storage was begun by an older workbench whose "
+                           "records cannot be matched run by run; rename the study or use another storage")
+    changed = [name for name in now if name in old and old[name] != now[name]]
+    if changed:
         raise StorageError(
-            f"study {study.name!r} in this storage began with a different search space, base spec, "
-            f"objectives, ladder or baselines ({old} != {fingerprint}); results would be mixed. "
-            "Rename the study or use another storage.")
+            f"study {study.name!r} in this storage began with a different {', '.join(changed)}; results "
+            "would be mixed. Rename the study or use another storage (adding ladder points, baselines or "
+            "trials is fine)")
 
 
 def load_existing(study: StudyFile, url: str, **samplers) -> optuna.Study:
@@ -111,7 +148,7 @@ def load_existing(study: StudyFile, url: str, **samplers) -> optuna.Study:
     except KeyError:
         raise StorageError(f"no study {study.name!r} in {_redact(url)}; start it with "
                            "`workbench study run`") from None
-    _check_fingerprint(ostudy, study, study.spec.fingerprint(study.base.digest()))
+    _check_fingerprint(ostudy, study)
     return ostudy
 
 

@@ -3,6 +3,7 @@ with spec fields flattened to dotted columns. What `study export`, the fit and t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,12 @@ def trial_row(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "duration_s": (t.datetime_complete - t.datetime_start).total_seconds()
         if t.datetime_complete and t.datetime_start else None,
         "values": t.values,
+        # Which designed (size, budget, group) a ladder run measures; a tuned ladder has several
+        # runs per point, and fits use the best of them.
+        "point": json.dumps(attrs["point"], sort_keys=True) if attrs.get("point") is not None else None,
     }
+    row.update({f"prediction.{k}": v for k, v in (attrs.get("prediction") or {}).items()
+                if isinstance(v, (int, float, str)) and not isinstance(v, bool)})
     row.update({f"spec.{k}": v for k, v in flatten(attrs.get("spec") or {}).items()})
     row.update(record_row(attrs.get("record")))
     return row

@@ -9,14 +9,18 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from workbench.plumbing.errors import UserError
 from workbench.plumbing.files import writable_folder
 from workbench.record import RunRecord
+from workbench.study.ladder import largest_budget
 from workbench.study.objectives import OBJECTIVES
+from workbench.study.roles import role
 from workbench.study.samplers import PRUNERS, SAMPLERS, GroupedPruner
 from workbench.study.schema import FloatParam, StudyFile
 from workbench.study.space import Infeasible, grid, space_size, spec_for, suggest
@@ -25,6 +29,7 @@ from workbench.study.storage import claim_lock, load_existing, study_dir
 # A machine's name in the storage; set WORKBENCH_HOST where machines share a hostname (containers).
 HOST = os.environ.get("WORKBENCH_HOST") or socket.gethostname()
 WORKER_ID = f"{HOST}:{os.getpid()}"
+DESIGN_ATTRS = ("key", "point", "budget", "prediction")   # what a retry keeps of a designed run
 MAX_DUPLICATES = 25      # proposals in a row that repeat finished configurations: the space is spent
 
 
@@ -33,19 +38,54 @@ def counted(trials: list[optuna.trial.FrozenTrial]) -> int:
     return sum(1 for t in trials if not t.user_attrs.get("retried"))
 
 
-def claim(ostudy: optuna.Study, study: StudyFile, url: str) -> optuna.Trial | None:
-    """The next trial to run (a waiting one first), or None when the budget is spent."""
+def claim(ostudy: optuna.Study, study: StudyFile, url: str, validation: Validation | None = None) -> optuna.Trial | None:
+    """The next trial to run: a queued one first (baselines, ladder points, retries, the
+    validation run once the ladder has finished), else a new searched trial while the search's
+    own budget lasts; None when there is nothing left to claim now."""
     with claim_lock(ostudy._storage, url, study.name):
         reap(ostudy, study, url, locked=True)
+        if validation is not None:
+            queue_validation(ostudy, study, validation)
         trials = ostudy.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
-        if not waiting and counted(trials) >= ostudy.user_attrs.get("planned_trials", 0):
+        searched = sum(1 for t in trials if role(t.user_attrs) == "search" and not t.user_attrs.get("retried"))
+        if not waiting and searched >= study.spec.trials:
             return None
         trial = ostudy.ask()
         trial.set_user_attr("worker", WORKER_ID)
         trial.set_user_attr("heartbeat", time.time())
         trial.set_user_attr("origin", trial.user_attrs.get("origin", "search"))
         return trial
+
+
+Validation = Callable[[StudyFile, optuna.Study, float], dict[str, Any]]
+"""What plans a validation run (the scaling layer's, handed in by the command that starts the
+worker): from the study, its stored trials and the budget, {overrides, prediction}; a UserError
+says why there is none."""
+
+
+def queue_validation(ostudy: optuna.Study, study: StudyFile, plan: Validation) -> None:
+    """Once every ladder point has finished, queue the study's validation run: the prediction is
+    made and stored on the trial before it starts. A refused prediction is recorded as a failed
+    validation trial with the reason. Call under the claim lock."""
+    ladder = study.spec.ladder
+    if ladder is None or ladder.validate_ is None:
+        return
+    budget = ladder.validate_.budget(largest_budget(study) or 0.0)
+    trials = ostudy.get_trials(deepcopy=False)
+    if any(role(t.user_attrs) == "validation" and t.user_attrs.get("budget") == budget for t in trials):
+        return
+    points = [t for t in trials if role(t.user_attrs) == "ladder" and not t.user_attrs.get("retried")]
+    if not points or any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in points):
+        return
+    try:
+        planned = plan(study, ostudy, budget)
+    except Exception as e:      # a refusal (UserError) or a failed fit: recorded, never a dead worker
+        why = str(e) if isinstance(e, UserError) else f"the fit failed: {type(e).__name__}: {e}"
+        ostudy.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={
+            "origin": "validation", "budget": budget, "status": "refused", "reason": f"no validation run: {why}"}))
+        return
+    ostudy.enqueue_trial({}, user_attrs={"origin": "validation", "budget": budget, **planned})
 
 
 def _alive(worker: str) -> bool:
@@ -79,9 +119,10 @@ def reap(ostudy: optuna.Study, study: StudyFile, url: str, locked: bool = False)
         storage.set_trial_user_attr(t._trial_id, "reason", reason)
         if retries < study.spec.retries:
             storage.set_trial_user_attr(t._trial_id, "retried", True)
+            kept = {k: t.user_attrs[k] for k in DESIGN_ATTRS if k in t.user_attrs}
             ostudy.enqueue_trial(t.params, user_attrs={
                 "origin": t.user_attrs.get("origin", "search"), "overrides": t.user_attrs.get("overrides", {}),
-                "retries": retries + 1, "retry_of": t.number})
+                **kept, "retries": retries + 1, "retry_of": t.number})
         try:
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             n += 1
@@ -150,7 +191,8 @@ def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root:
     attrs = trial.user_attrs
     overrides = attrs.get("overrides", {})
     try:
-        chosen = overrides if attrs.get("origin") == "ladder" else suggest(trial, study, overrides)
+        designed = attrs.get("origin") in ("ladder", "validation")
+        chosen = overrides if designed else suggest(trial, study, overrides)
         spec = spec_for(study, {**chosen, **({"train.devices": devices} if devices else {})}, trial.number)
     except Infeasible as e:
         return _finish(ostudy, trial, "infeasible", str(e))
@@ -231,9 +273,11 @@ def _finish(ostudy: optuna.Study, trial: optuna.Trial, status: str, reason: str 
     return status
 
 
-def work(study: StudyFile, url: str, index: int = 0, root: Path | None = None, devices: int | None = None) -> int:
+def work(study: StudyFile, url: str, index: int = 0, root: Path | None = None, devices: int | None = None,
+         validation: Validation | None = None) -> int:
     """The worker loop: claim, run, repeat until the budget is spent and no other worker's
-    trial is still running (a dead worker's trial is then retried here). Returns trials run."""
+    trial is still running (a dead worker's trial is then retried here). `validation` plans the
+    study's validation run when it declares one. Returns trials run."""
     s = study.spec.sampler
     ostudy = load_existing(study, url)
     # Each worker draws its own stream, from the study seed, its index and the trials already
@@ -252,7 +296,7 @@ def work(study: StudyFile, url: str, index: int = 0, root: Path | None = None, d
             print(f"worker {index}: all {size} configurations of the discrete search space are done; "
                   "the rest of the budget cannot be spent without repeating one", flush=True)
             return n
-        trial = claim(ostudy, study, url)
+        trial = claim(ostudy, study, url, validation)
         if trial is None:
             if not ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 return n
