@@ -6,7 +6,7 @@ import pytest
 from optuna.trial import TrialState
 
 from support import BASE, write_study
-from workbench.accounting import flops_per_token
+from workbench.accounting import count_params, flops_per_token
 from workbench.plumbing.errors import SpecError, StorageError
 from workbench.scaling.runs import study_runs
 from workbench.study.file import load_study
@@ -142,3 +142,16 @@ def test_tuned_fields_must_be_free_to_tune(tmp_path):
         load_study(path)
     text = str(info.value)
     assert "ladder.tune.model.depth: set by the ladder's sizes" in text and "ladder.tune.train.lrr: not a field" in text
+
+
+def test_a_ladder_point_trains_its_own_size_even_where_the_search_varies_that_field(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    study = load_study(write_study(tmp_path, name="own", trials=0, base=QUICK, search={
+        "model.width": {"choice": [32, 64]}}, ladder={"tokens": [256], "sizes": [{"model.width": 16, "model.heads": 1}]}))
+    url = str(tmp_path / "s.journal")
+    create_or_resume(study, url)
+    assert work(study, url) == 1
+    (trial,) = load_existing(study, url).get_trials()
+    assert trial.user_attrs["status"] == "completed" and trial.params == {}          # nothing sampled
+    assert trial.user_attrs["record"]["params"]["total"] == \
+        count_params(spec_for(study, {"model.width": 16, "model.heads": 1}, 0)).total

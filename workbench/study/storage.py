@@ -93,8 +93,11 @@ def _queue_design(ostudy: optuna.Study, study: StudyFile) -> None:
     for run in wanted:
         if run["key"] in stored:
             continue
-        attrs = {"key": run["key"]} | ({"point": run["point"]} if run["point"] is not None else {})
-        _enqueue_overrides(ostudy, study, run["entry"], run["origin"], attrs)
+        if run["origin"] == "baseline":
+            _enqueue_overrides(ostudy, study, run["entry"], "baseline", {"key": run["key"]})
+        else:   # a designed point applies all its fields itself: nothing is left to the sampler
+            ostudy.enqueue_trial({}, user_attrs={"origin": "ladder", "overrides": run["entry"], "key": run["key"],
+                                                 "point": run["point"]})
     keys = {run["key"] for run in wanted}
     for t in trials:      # queued, never started, and no longer designed: withdrawn, not counted
         if t.state == TrialState.WAITING and t.user_attrs.get("origin") in ("baseline", "ladder") \

@@ -71,7 +71,8 @@ def summary(ostudy: optuna.Study) -> dict[str, Any]:
                        if role(t.user_attrs) == "validation" and not t.user_attrs.get("retried")],
         "failures": [{"number": t.number, "role": role(t.user_attrs), "status": t.user_attrs.get("status"),
                       "reason": t.user_attrs.get("reason")}
-                     for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("status") != "duplicate"],
+                     for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("status") != "duplicate"
+                     and role(t.user_attrs) != "validation"],          # shown with its prediction
     }
 
 
