@@ -3,7 +3,7 @@ learning rates (each twice the last) under every parametrisation, and print the 
 of each run and how many grid steps the best learning rate moves between the widths. Under mup
 it should stay put or move by one step; under standard it usually moves to smaller rates.
 
-    python benchmarks/mup_transfer.py [--widths 64,512] [--lrs 0.002,0.004,0.008,0.016] [--steps 300]
+    python benchmarks/mup_transfer.py [--widths 64,512] [--lrs 0.004,0.008,0.016,0.032] [--steps 120]
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ def best(losses: dict[float, float]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", default="64,512", help="comma-separated; the first is mup's base width")
-    ap.add_argument("--lrs", default="0.002,0.004,0.008,0.016", help="comma-separated learning rates")
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--lrs", default="0.004,0.008,0.016,0.032", help="comma-separated learning rates")
+    ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--context", type=int, default=64)
-    ap.add_argument("--batch-tokens", type=int, default=1024)
-    ap.add_argument("--eval-bytes", type=int, default=32768)
+    ap.add_argument("--context", type=int, default=32)
+    ap.add_argument("--batch-tokens", type=int, default=256)
+    ap.add_argument("--eval-bytes", type=int, default=8192)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     a.widths = [int(w) for w in a.widths.split(",")]

@@ -88,9 +88,9 @@ class ModelSpec(Section):
         "standard", description=_described(PARAMETRIZATIONS, "How initialisation, learning rates and "
                                            "the attention and output scales follow the width"))
     base_width: int | None = Field(None, ge=1)
-    """The width at which mup is standard, where its learning rate was tuned: other widths scale
-    hidden matrices' init and learning rate and the logits by base_width / width. Required by mup,
-    unused by standard."""
+    """The width at which mup is standard, where its learning rate was tuned: at other widths the
+    hidden matrices' learning rate and the logits are scaled by base_width / width, and their
+    initialisation by its square root. Required by mup, unused by standard."""
     vocab_multiple: int = Field(1, ge=1)
     """Round the embedding table up to a multiple of this (64 speeds up the output matmul on
     GPUs; the extra rows are never targets)."""

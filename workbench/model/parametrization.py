@@ -104,7 +104,9 @@ class MaximalUpdate(Standard):
     #   drawn and trained as an input table, and only its use as the head is scaled.
     # - attention: after training, queries and keys line up, so q.k grows like head_dim rather
     #   than sqrt(head_dim); scaling by 1/head_dim (times a constant that makes it standard's at
-    #   base_width) keeps the scores' size fixed as heads widen.
+    #   base_width) keeps the scores' size fixed as heads widen. This takes the widths to share
+    #   their number of heads (the head dimension grows with the width, as in muP's own
+    #   experiments); the scale is standard's x sqrt(base_width / width) whatever the heads.
     # Weight decay stays train.weight_decay: AdamW's decay per step is lr x weight_decay, so the
     # hidden matrices' decay shrinks with their learning rate.
 
