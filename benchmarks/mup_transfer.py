@@ -3,7 +3,11 @@ learning rates (each twice the last) under every parametrisation, and print the 
 of each run and how many grid steps the best learning rate moves between the widths. Under mup
 it should stay put or move by one step; under standard it usually moves to smaller rates.
 
-    python benchmarks/mup_transfer.py [--widths 64,512] [--lrs 0.004,0.008,0.016,0.032] [--steps 120]
+    python benchmarks/mup_transfer.py [--widths 64,512] [--lrs 0.004,0.008,0.016,0.032] [--steps 200]
+        [--parametrizations standard,mup]
+
+On a CPU that other jobs share, OMP_NUM_THREADS=1 (and one process per core, e.g. one per
+parametrisation) avoids the threads of several processes waiting on each other.
 """
 
 from __future__ import annotations
@@ -37,13 +41,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", default="64,512", help="comma-separated; the first is mup's base width")
     ap.add_argument("--lrs", default="0.004,0.008,0.016,0.032", help="comma-separated learning rates")
-    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--context", type=int, default=32)
     ap.add_argument("--batch-tokens", type=int, default=256)
     ap.add_argument("--eval-bytes", type=int, default=8192)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parametrizations", default=",".join(PARAMETRIZATIONS), help="comma-separated")
     a = ap.parse_args()
     a.widths = [int(w) for w in a.widths.split(",")]
     lrs = [float(x) for x in a.lrs.split(",")]
@@ -53,7 +58,7 @@ def main() -> None:
     print(f"{'parametrization':15s} {'width':>6s} " + " ".join(f"{'lr ' + format(lr, 'g'):>10s}" for lr in lrs)
           + "   best lr")
     moves = {}
-    for name in PARAMETRIZATIONS:
+    for name in a.parametrizations.split(","):
         bests = []
         for width in a.widths:
             losses = {lr: train(spec(name, width, lr, a)).val_loss for lr in lrs}
