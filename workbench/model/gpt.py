@@ -2,7 +2,8 @@
 blocks, final norm (pre-norm only), LM head.
 
 Shapes: B batch, T time, C width, V vocabulary. The model receives the spec's model section `m`
-whole; its variants are names resolved next to their implementations (positional.py, layers.py).
+whole; its variants are names resolved next to their implementations (positional.py, layers.py,
+parametrization.py: how initialisation, learning rates and the output scale follow the width).
 """
 
 from __future__ import annotations
