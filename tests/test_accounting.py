@@ -9,6 +9,7 @@ from support import model_spec, tiny_spec
 from workbench.accounting import budget_tokens, compute, count_params, describe, flops_per_token, memory_estimate
 from workbench.model import build_model, padded_vocab
 from workbench.model.layers import MLPS, NORMS
+from workbench.model.parametrization import PARAMETRIZATIONS
 from workbench.model.positional import SCHEMES
 
 
@@ -23,6 +24,14 @@ def test_analytic_parameter_count_is_exact(mlp, norm, tie, bias, kind):
     matrices = sum(p.numel() for n, p in model.named_parameters()
                    if p.dim() == 2 and not n.startswith(("embed", "pos")))
     assert counted.matmul == matrices + (padded_vocab(spec.model, 257) * 64 if tie else 0)
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_parametrizations_change_no_count(tie):
+    specs = [model_spec(parametrization=name, base_width=16, tie_embeddings=tie) for name in PARAMETRIZATIONS]
+    assert len({str(count_params(s)) for s in specs}) == 1
+    assert len({str(flops_per_token(s)) for s in specs}) == 1
+    assert all(sum(p.numel() for p in build_model(s).parameters()) == count_params(s).total for s in specs)
 
 
 def test_embedding_parameters_are_the_tables_and_the_untied_head():

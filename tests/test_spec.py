@@ -11,6 +11,7 @@ from support import ROOT, model_spec, tiny_spec, tokenizer_file
 from workbench.data.sources import SOURCES
 from workbench.data.tokenizer import KINDS
 from workbench.model.layers import MLPS, NORMS
+from workbench.model.parametrization import PARAMETRIZATIONS
 from workbench.model.positional import SCHEMES
 from workbench.plumbing import dotted
 from workbench.plumbing.errors import SpecError
@@ -22,6 +23,7 @@ CHOICES = {
     "model.positional.kind": ("PositionalSpec", SCHEMES),
     "model.mlp.kind": ("MLPSpec", MLPS),
     "model.norm": ("ModelSpec", NORMS),
+    "model.parametrization": ("ModelSpec", PARAMETRIZATIONS),
     "tokenizer.kind": ("TokenizerSpec", KINDS),
 }
 """Every named choice of a spec: its dotted path, the schema section holding it, its table."""
@@ -69,6 +71,8 @@ def test_every_name_in_the_table_is_a_valid_spec(tmp_path, path, name):
         over["tokenizer.path"] = str(tokenizer_file(512))
     elif path == "tokenizer.kind" and KINDS[name].fixed_size is None:
         over["tokenizer.vocab_size"] = 512
+    elif path == "model.parametrization":
+        over["model.base_width"] = 32
     assert dotted.get(_load(tmp_path, **over).model_dump(), path) == name
 
 
@@ -114,6 +118,16 @@ def test_rope_needs_an_even_head_dimension_and_sinusoidal_an_even_width():
     assert model_spec(width=12, heads=4, positional={"kind": "alibi"}).model.head_dim == 3
 
 
+def test_mup_needs_a_base_width_and_names_it(tmp_path):
+    with pytest.raises(SpecError) as info:
+        _load(tmp_path, **{"model.parametrization": "mup"})
+    [issue] = info.value.issues
+    assert issue.field == "model.base_width" and "mup needs base_width" in issue.message
+    with pytest.raises(SpecError, match="model.base_width"):
+        _load(tmp_path, **{"model.parametrization": "mup", "model.base_width": 0})
+    assert _load(tmp_path, **{"model.base_width": 32}).model.parametrization == "standard"   # unused there
+
+
 # ------------------------------------------------------------------------------------ digests
 
 
@@ -134,6 +148,10 @@ def test_digests_survive_new_fields_at_their_defaults():
     changed = spec.model_copy(update={"train": spec.train.model_copy(update={"devices": 2, "completions": 0})})
     assert changed.digest() == spec.digest()
     assert load_spec(ROOT / "specs" / "finetune-docstrings.yaml").digest() != spec.digest()
+    # base_width trains nothing differently under standard; mup does.
+    assert load_spec(ROOT / "specs" / "quickstart.yaml", {"model.base_width": 64}).digest() == spec.digest()
+    mup = load_spec(ROOT / "specs" / "quickstart.yaml", {"model.parametrization": "mup", "model.base_width": 64})
+    assert mup.digest() != spec.digest()
 
 
 # ---------------------------------------------------------------------------------- fine-tuning

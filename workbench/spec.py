@@ -19,6 +19,7 @@ from workbench.data import tokenizer
 from workbench.data.sources import SOURCES
 from workbench.data.split import Split
 from workbench.model.layers import MLPS, NORMS
+from workbench.model.parametrization import PARAMETRIZATIONS
 from workbench.model.positional import SCHEMES
 from workbench.plumbing.schema import FILE_SAFE, Choice, Section
 
@@ -83,6 +84,13 @@ class ModelSpec(Section):
     init_std: float = Field(0.02, gt=0)
     """Standard deviation of the normal initialisation; residual output projections are further
     scaled by 1/sqrt(2 x depth)."""
+    parametrization: Annotated[str, Choice(PARAMETRIZATIONS)] = Field(
+        "standard", description=_described(PARAMETRIZATIONS, "How initialisation, learning rates and "
+                                           "the attention and output scales follow the width"))
+    base_width: int | None = Field(None, ge=1)
+    """The width at which mup is standard, where its learning rate was tuned: at other widths the
+    hidden matrices' learning rate and the logits are scaled by base_width / width, and their
+    initialisation by its square root. Required by mup, unused by standard."""
     vocab_multiple: int = Field(1, ge=1)
     """Round the embedding table up to a multiple of this (64 speeds up the output matmul on
     GPUs; the extra rows are never targets)."""
@@ -333,6 +341,7 @@ class Spec(Section):
         if m.kv_heads is not None and (m.kv_heads > m.heads or m.heads % m.kv_heads):
             out.append((("model", "kv_heads"), f"kv_heads {m.kv_heads} must divide heads {m.heads}"))
         out += SCHEMES[m.positional.kind].problems(m)
+        out += PARAMETRIZATIONS[m.parametrization].problems(m)
         out += tokenizer.problems(tok)
         out += _batch_problems(("train",), t, m.context)
         if self.finetune is not None and (self.finetune.batch_tokens or self.finetune.micro_batch_tokens):
@@ -352,6 +361,8 @@ class Spec(Section):
         for section in (data["data"], data.get("finetune", {}).get("data", {})):
             if section.get("split") == _DEFAULT_SPLIT:
                 del section["split"]
+        if data["model"]["parametrization"] == "standard":       # base_width is unused then
+            del data["model"]["parametrization"], data["model"]["base_width"]
         if data["tokenizer"].get("path", 0) is None:
             del data["tokenizer"]["path"]
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_model
 
-from support import ROOT, tiny_spec
+from support import ROOT, tiny_spec, two_phase
 from workbench.data.batches import Batches
 from workbench.data.corpus import eval_documents, load_corpus
 from workbench.data.prepared import prepare
@@ -124,6 +124,17 @@ def test_training_is_reproducible_from_the_seed():
     a, b = train(tiny_spec()), train(tiny_spec())
     c = train(tiny_spec(**{"train.seed": 1}))
     assert a.val_loss == b.val_loss != c.val_loss
+
+
+def test_mup_at_its_base_width_is_standard_through_both_phases(two_phase_run):
+    """The loop's schedule and the fine-tuning restart keep each group's learning-rate multiple:
+    at its base width mup trains as standard, pretraining and fine-tuning alike."""
+    _, standard, _ = two_phase_run
+    mup = train(two_phase(**{"model.parametrization": "mup", "model.base_width": 32}))
+    assert mup.val_loss == pytest.approx(standard.val_loss, rel=1e-5)
+    assert mup.finetune_val_loss == pytest.approx(standard.finetune_val_loss, rel=1e-5)
+    wider = train(tiny_spec(**{"model.parametrization": "mup", "model.base_width": 16}))
+    assert wider.status == "completed" and math.isfinite(wider.val_loss)
 
 
 def test_synthetic_run_records_the_true_entropy_and_respects_it():

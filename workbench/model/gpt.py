@@ -2,7 +2,8 @@
 blocks, final norm (pre-norm only), LM head.
 
 Shapes: B batch, T time, C width, V vocabulary. The model receives the spec's model section `m`
-whole; its variants are names resolved next to their implementations (positional.py, layers.py).
+whole; its variants are names resolved next to their implementations (positional.py, layers.py,
+parametrization.py: how initialisation, learning rates and the output scale follow the width).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.model.layers import NORMS, Block
+from workbench.model.parametrization import build_parametrization
 from workbench.model.positional import build_positional
 
 
@@ -28,6 +30,8 @@ class GPT(nn.Module):
     def __init__(self, m, vocab_size: int):
         super().__init__()
         self.spec = m
+        self.parametrization = build_parametrization(m)
+        self.output_scale = self.parametrization.output_scale()
         self.vocab_size = vocab_size                      # real tokens; the table may be padded
         V = padded_vocab(m, vocab_size)
         self.embed = nn.Embedding(V, m.width)
@@ -41,22 +45,16 @@ class GPT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        std = self.spec.init_std
-        for name, p in self.named_parameters():
-            if p.dim() >= 2:
-                # GPT-2: residual output projections shrink with depth so the stream's variance
-                # does not grow with the number of blocks.
-                scale = 1 / math.sqrt(2 * self.spec.depth) if name.endswith(("proj.weight", "down.weight")) else 1
-                nn.init.normal_(p, mean=0.0, std=std * scale)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
+        for name, p in self.named_parameters():          # a tied head once, as the embedding
+            self.parametrization.init(name, p)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) to logits (B, T, V) over the padded vocabulary."""
         x = self.drop(self.pos.add(self.embed(idx)))          # (B, T, C)
         for block in self.blocks:
             x = block(x, self.pos)
-        return self.head(self.norm(x))
+        logits = self.head(self.norm(x))
+        return logits if self.output_scale == 1 else logits * self.output_scale
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.model.parametrization import build_parametrization
 from workbench.model.positional import NoPosition
 
 
@@ -95,6 +96,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(m.width, (self.H + 2 * self.K) * self.D, bias=m.bias)
         self.proj = nn.Linear(self.H * self.D, m.width, bias=m.bias)
         self.dropout = m.dropout
+        self.scale = build_parametrization(m).attention_scale()             # None: 1/sqrt(D)
 
     @staticmethod
     def params(m) -> tuple[int, int]:
@@ -114,7 +116,7 @@ class Attention(nn.Module):
             bias = bias.to(q.dtype)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, is_causal=bias is None,
-            dropout_p=self.dropout if self.training else 0.0, enable_gqa=self.K != self.H)
+            dropout_p=self.dropout if self.training else 0.0, scale=self.scale, enable_gqa=self.K != self.H)
         return self.proj(y.transpose(1, 2).reshape(B, T, self.H * self.D))
 
 

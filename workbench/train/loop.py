@@ -149,7 +149,9 @@ class _Run:
         """Fine-tuning starts from the weights with fresh AdamW moments and its own decay."""
         opt = self.engine.optimizer
         opt.state.clear()
-        opt.param_groups[0]["weight_decay"] = t.weight_decay        # matrices (see make_optimizer)
+        for group in opt.param_groups:                                # matrices (see make_optimizer)
+            if group["decays"]:
+                group["weight_decay"] = t.weight_decay
 
     def agreed(self, value: float) -> float:
         """The main process's value on every rank (ranks' clocks differ slightly)."""
@@ -218,7 +220,7 @@ class _Run:
                 progress_after = (step + 1) / total_steps if total_steps else train_s / t.budget.seconds
                 lr = t.lr * lr_factor(t.schedule, min(1.0, max(progress_after, 1e-3)))
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group["lr_scale"]
                 step_start = time.perf_counter()
                 pending.append(train_step(model, optimizer, batches, accum, acc, t.grad_clip))
                 step += 1

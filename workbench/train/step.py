@@ -41,11 +41,21 @@ def lr_factor(s: ScheduleSpec, progress: float) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, spec: Spec, device: torch.device) -> torch.optim.Optimizer:
-    params = {id(p): p for p in model.parameters()}.values()           # tied weights once
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": spec.train.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    """AdamW over matrices (decayed) and vectors (not decayed), one group per learning-rate
+    multiple the model's parametrisation asks for. Each group keeps its `lr_scale` (the loop's
+    schedule sets lr = train.lr x factor x lr_scale) and whether it `decays` (fine-tuning resets
+    those groups' weight decay)."""
     t = spec.train
-    return torch.optim.AdamW(groups, lr=t.lr, betas=t.betas, fused=device.type in ("cuda", "cpu"))
+    rule = model.parametrization
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():                       # tied weights once
+        groups.setdefault((p.dim() >= 2, rule.lr_scale(name, p)), []).append(p)
+    # Matrices first, then vectors: under standard these are the two groups there always were.
+    order = sorted(groups, key=lambda key: (not key[0], -key[1]))
+    return torch.optim.AdamW(
+        [{"params": groups[decays, scale], "weight_decay": t.weight_decay if decays else 0.0,
+          "lr": t.lr * scale, "lr_scale": scale, "decays": decays} for decays, scale in order],
+        lr=t.lr, betas=t.betas, fused=device.type in ("cuda", "cpu"))
 
 
 class Clock:
