@@ -260,3 +260,20 @@ def validation_figure(checks: list[dict]) -> go.Figure:
     fig.update_layout(height=340)
     return fig
 
+
+def transfer_figure(done: pl.DataFrame, loss: str) -> go.Figure:
+    """Learning rate against width: the loss of every run by its learning rate, one line per
+    width, each width's best marked. Under a width-transfer parametrisation (mup) the best rate
+    should stay put as the width grows; under the standard one it usually falls."""
+    fig = go.Figure()
+    for i, (width, part) in enumerate(done.sort("spec.model.width").group_by("spec.model.width", maintain_order=True)):
+        best = part.group_by("spec.train.lr").agg(pl.col(loss).min()).sort("spec.train.lr")
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=best["spec.train.lr"].to_list(), y=best[loss].to_list(), mode="lines+markers",
+                                 name=f"width {width[0]}", line=dict(color=color)))
+        top = best.sort(loss).row(0, named=True)
+        fig.add_trace(go.Scatter(x=[top["spec.train.lr"]], y=[top[loss]], mode="markers", showlegend=False,
+                                 marker=dict(symbol="star", size=14, color=color),
+                                 hovertext=f"best at width {width[0]}: lr {top['spec.train.lr']:.3g}"))
+    return _layout(fig, "learning rate against width (stars: each width's best)", "train.lr",
+                   loss_label(loss), logy=False)

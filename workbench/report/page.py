@@ -101,6 +101,17 @@ def _trials(page: Page, study: StudyFile, df: pl.DataFrame) -> None:
              + "".join(body) + "</tbody></table>")
 
 
+def _transfer(page: Page, study: StudyFile, done: pl.DataFrame) -> None:
+    """For a study that varies both width and learning rate under a width-transfer
+    parametrisation: does the best learning rate stay put as the width grows?"""
+    needed = {"spec.model.parametrization", "spec.model.width", "spec.train.lr"}
+    if not needed <= set(done.columns):
+        return
+    runs = done.filter(pl.col("spec.model.parametrization") == "mup")
+    if runs["spec.model.width"].n_unique() > 1 and runs["spec.train.lr"].n_unique() > 1:
+        page.figure(figures.transfer_figure(runs, loss_column(study)))
+
+
 def _curves(page: Page, study: StudyFile, done: pl.DataFrame, top: int = 6) -> None:
     """The pretraining val bpb curves of the best trials by the study's loss column."""
     if done.is_empty() or "curve" not in done.columns:
@@ -149,6 +160,7 @@ def build(study: StudyFile, ostudy: optuna.Study, df: pl.DataFrame, fit: FitResu
              "and roles of their own and are judged apart.</p>")
     for _, fig in figures.search_figures(with_role(ostudy, "search")):
         page.figure(fig)
+    _transfer(page, study, done)
     comparison_section(page, study, done, view)
     suite_section(page, study, done)
     finetune_section(page, study, done)

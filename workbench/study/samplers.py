@@ -17,11 +17,19 @@ class Sampler:
     """(seed, the search space as a grid of values) to a sampler."""
 
 
+class _Grid(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its `study.stop()` once every cell is taken: that call is
+    only allowed inside `optimize`, so in a worker it raised inside `tell` and left the last
+    trial running. A worker ends by itself when the discrete space is exhausted."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
+
+
 SAMPLERS: dict[str, Sampler] = {
     "tpe": Sampler("tree-structured Parzen estimator", lambda seed, grid: optuna.samplers.TPESampler(seed=seed)),
     "random": Sampler("independent uniform draws", lambda seed, grid: optuna.samplers.RandomSampler(seed=seed)),
-    "grid": Sampler("every combination (choices and integer ranges only)",
-                    lambda seed, grid: optuna.samplers.GridSampler(grid, seed=seed)),
+    "grid": Sampler("every combination (choices and integer ranges only)", lambda seed, grid: _Grid(grid, seed=seed)),
     "cmaes": Sampler("CMA evolution strategy", lambda seed, grid: optuna.samplers.CmaEsSampler(
         seed=seed, warn_independent_sampling=False)),
     "gp": Sampler("Gaussian-process Bayesian optimisation", lambda seed, grid: optuna.samplers.GPSampler(seed=seed)),
