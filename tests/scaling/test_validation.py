@@ -3,6 +3,8 @@ stored before it trains, then trained for real and judged observed against predi
 the ladder cannot back a prediction, one recorded refusal that says why."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -52,13 +54,13 @@ def _plant_ladder(study, url, seed=0):
 def test_the_validation_run_is_the_predicted_optimum_stored_before_training_then_judged(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     study = load_study(write_study(tmp_path, name="val", trials=0, base=QUICK, ladder={
-        "flops": [1e9, 2e9, 4e9, 8e9], "sizes": SIZES, "validate": {"flops": "2x"}}))
+        "flops": [2e8, 4e8, 8e8, 1.6e9], "sizes": SIZES, "validate": {"flops": "2x"}}))
     url = default_storage(study)
     _plant_ladder(study, url)
     assert work(study, url, validation=plan) == 1                     # only the validation run trains
     ostudy = load_existing(study, url)
     (check,) = [t for t in ostudy.get_trials() if role(t.user_attrs) == "validation"]
-    assert check.state == TrialState.COMPLETE and check.user_attrs["budget"] == 1.6e10
+    assert check.state == TrialState.COMPLETE and check.user_attrs["budget"] == 3.2e9
     pred = check.user_attrs["prediction"]
     spec = spec_for(study, check.user_attrs["overrides"], 0)
     N, D = accounting.count_params(spec).total, spec.train.budget.tokens
@@ -66,7 +68,7 @@ def test_the_validation_run_is_the_predicted_optimum_stored_before_training_then
     # the planted law's own optimum at this budget, where C = k·N·D with the fit's k
     k = pred["flops"] / (N * D)
     grid = np.geomspace(1e3, 1e6, 4000)
-    truth = grid[np.argmin(planted(grid, 1.6e10 / (k * grid)))]
+    truth = grid[np.argmin(planted(grid, 3.2e9 / (k * grid)))]
     assert abs(np.log(pred["N_opt"] / truth)) < np.log(1.6)
     assert abs(np.log(N / pred["N_opt"])) < np.log(1.3)                # the nearest buildable model
     assert pred["law_lo"] <= planted(N, D) <= pred["law_hi"]
@@ -82,6 +84,12 @@ def test_the_validation_run_is_the_predicted_optimum_stored_before_training_then
     assert head.lstrip().startswith("<div class='validation' id='validation'>")
     assert f"Observed {v['observed']:.4f}" in head and f"{pred['estimate']:.4f}" in head
     assert work(study, url, validation=plan) == 0                     # planned once
+    shown = subprocess.run([sys.executable, "-m", "workbench", "study", "status", str(study.path)],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("validation at C = 3.2e+09"))
+    assert f"predicted val_bpb {pred['estimate']:.4f}" in line and f"observed {v['observed']:.4f}" in line
+    assert line.endswith(("inside the interval", "OUTSIDE the interval"))
 
 
 def test_a_ladder_that_cannot_back_a_prediction_records_why_and_the_study_still_ends(tmp_path, monkeypatch):

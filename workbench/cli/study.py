@@ -97,7 +97,7 @@ def validation_text(v: dict) -> str:
     """One line on a validation run: predicted against observed, or why there is none yet."""
     if v["predicted"] is None:
         return f"validation (trial {v['number']}) {v['status']}: {v['reason']}"
-    head = (f"validation at C = {v['budget']:.3g} (trial {v['number']}, N = {v['params']:.3g}, D = {v['tokens']:.3g}): "
+    head = (f"validation at C = {v['budget']:.3g} (trial {v['number']}, N = {v['params']:.3g}{v['convention']}, D = {v['tokens']:.3g}): "
             f"predicted {v['loss']} {v['predicted']:.4f} [{v['lo']:.4f}, {v['hi']:.4f}] (95%, one run)")
     if v["observed"] is None:
         return f"{head}; {v['status']}" + (f": {v['reason']}" if v["reason"] else "")

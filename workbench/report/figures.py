@@ -246,7 +246,7 @@ def validation_figure(checks: list[dict]) -> go.Figure:
     trained, and the loss it then reached."""
     fig = go.Figure()
     done = [v for v in checks if v.get("predicted") is not None]
-    x = [f"C = {v['budget']:.2g}<br>N = {v['params']:.3g}" for v in done]
+    x = [f"trial {v['number']}: C = {v['budget']:.2g}, N = {v['params']:.3g}" for v in done]
     fig.add_trace(go.Scatter(x=x, y=[v["predicted"] for v in done], mode="markers", name="predicted (95%, one run)",
                              marker=dict(symbol="diamond-open", size=12, color=PALETTE[0]),
                              error_y=dict(type="data", symmetric=False,
@@ -257,6 +257,7 @@ def validation_figure(checks: list[dict]) -> go.Figure:
                              name="observed", marker=dict(size=10, color=PALETTE[1])))
     fig = _layout(fig, "validation beyond the ladder: predicted against observed", "validation run",
                   loss_label(done[0]["loss"]) if done else "loss", logx=False)
+    fig.update_xaxes(type="category")
     fig.update_layout(height=340)
     return fig
 

@@ -174,7 +174,7 @@ def validation_block(page: Page, checks: list[dict]) -> None:
         if v["predicted"] is None:
             lines.append(f"<p class='warn'>Validation run (trial {v['number']}) {esc(v['status'])}: {esc(v['reason'])}</p>")
             continue
-        head = (f"Predicted before training, at C = {v['budget']:.3g} FLOPs (N = {v['params']:.3g}, "
+        head = (f"Predicted before training, at C = {v['budget']:.3g} FLOPs (N = {v['params']:.3g}{v['convention']}, "
                 f"D = {v['tokens']:.3g}, trial {v['number']}): {esc(v['loss'])} {v['predicted']:.4f}, "
                 f"95% interval for one run [{v['lo']:.4f}, {v['hi']:.4f}]")
         if v["observed"] is None:

@@ -69,6 +69,7 @@ def validation_check(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
     return {"number": t.number, "status": attrs.get("status", t.state.name.lower()), "reason": attrs.get("reason"),
             "budget": attrs.get("budget"), "loss": pred.get("loss"), "predicted": estimate, "lo": lo, "hi": hi,
             "params": pred.get("params"), "tokens": pred.get("tokens"), "fields": attrs.get("overrides", {}),
+            "convention": f" {pred['convention']}" if pred.get("convention") not in (None, "as given") else "",
             "observed": observed,
             "error": observed / estimate - 1 if observed is not None and estimate else None,
             "inside": lo <= observed <= hi if observed is not None and lo is not None and hi is not None else None}
