@@ -133,6 +133,10 @@ def _fit_part(runs: pl.DataFrame, opts: FitOptions, executor, convention: str,
     if auto and alternative and len(runs):
         b = _arrays(runs, "params_other")
         plans.append((f"@{alternative}", alternative, b, float(np.median(b.C / (b.N * b.D)))))
+    # Beyond pw.REFIT_RUNS runs the bootstrap needs no workers (one Newton step per resample), and
+    # the workers fit whole forms side by side instead.
+    whole = executor is not None and len(runs) > pw.REFIT_RUNS
+    pending = {}
     for suffix, conv, arrays, k_conv in plans:
         nd_reason = _nd_reason(arrays.N, arrays.D)
         for name in names:
@@ -146,10 +150,17 @@ def _fit_part(runs: pl.DataFrame, opts: FitOptions, executor, convention: str,
             elif name == CONSTRAINED and not np.isfinite(arrays.U).all():
                 part.forms[key] = FormFit(label=label(name, opts), runs=len(arrays.L), form=name, convention=under,
                                           reason="the unique training tokens of some runs are unknown")
+            elif whole:
+                part.forms[key] = None          # keeps the forms' order; filled below
+                pending[key] = (executor.submit(fit_form, name, arrays, k_conv, opts, None, under), suffix)
             else:
                 part.forms[key], d = fit_form(name, arrays, k_conv, opts, executor, under)
                 if d and not suffix:
                     draws[key] = d
+    for key, (future, suffix) in pending.items():
+        part.forms[key], d = future.result()
+        if d and not suffix:
+            draws[key] = d
     noise = _noise(runs, part.forms, opts.noise)
     choose.judge(part.forms, noise.sd)
     part.selection = choose.selection(part.forms, opts.holdout)

@@ -33,13 +33,9 @@ REFUSALS = {1: "fewer than 3 distinct sizes: a minimum needs 3",
 def budgets(log_c: np.ndarray, tol: float = np.log(1.1)) -> np.ndarray:
     """Label runs by compute budget: sorted log C split wherever consecutive runs differ by more
     than `tol` (10%), so a ladder's nominal budgets group however C was rounded."""
-    order = np.argsort(log_c)
+    order = np.argsort(log_c, kind="stable")
     labels = np.empty(len(log_c), int)
-    label = 0
-    for i, j in enumerate(order):
-        if i and log_c[j] - log_c[order[i - 1]] > tol:
-            label += 1
-        labels[j] = label
+    labels[order] = np.concatenate([[0], np.cumsum(np.diff(np.asarray(log_c)[order]) > tol)])[:len(order)]
     return labels
 
 

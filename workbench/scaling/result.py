@@ -97,12 +97,15 @@ class Curve(Plain):
 
 
 class HeldOut(Plain):
-    key: Num
-    observed: Num
-    predicted: Num
-    lo: Num = absent()
+    """The held-out runs as columns, one entry per run (a table of a million runs holds out two
+    hundred thousand: as columns they stay small in memory and in the JSON)."""
+
+    key: list[Num]
+    observed: list[Num]
+    predicted: list[Num]
+    lo: list[Num] | None = absent()
     """95% interval of the law fitted without the held-out runs, there (its bootstrap spread)."""
-    hi: Num = absent()
+    hi: list[Num] | None = absent()
 
 
 class Backtest(Plain):
@@ -127,7 +130,7 @@ class Backtest(Plain):
     """Held-out runs whose loss lies outside that interval."""
     passed: bool | None = absent()
     """The mean |log error| on the held-out runs is within the mean half-width of their intervals."""
-    held_out: list[HeldOut] | None = absent()
+    held_out: HeldOut | None = absent()
 
 
 class BootstrapCount(Plain):
