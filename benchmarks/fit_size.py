@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -39,15 +40,17 @@ def table(rows: int, path: Path, noise: float = 0.015, seed: int = 0) -> Path:
     return path
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of a process and all its descendants now (Linux /proc): the fit's worker
-    processes count too, which the peak of any one process would hide."""
-    parent, rss = {}, {}
+def tree_usage(root: int) -> tuple[int, float]:
+    """Resident bytes of a process and all its descendants now, and the CPU seconds they and
+    their finished children have used (Linux /proc): the fit's worker processes count too, which
+    the peak of any one process would hide."""
+    parent, rss, cpu = {}, {}, {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            parent[int(stat.parent.name)] = int(fields[1])
-            rss[int(stat.parent.name)] = int(fields[21]) * resource.getpagesize()
+            pid = int(stat.parent.name)
+            parent[pid], rss[pid] = int(fields[1]), int(fields[21]) * resource.getpagesize()
+            cpu[pid] = sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
         except (OSError, IndexError, ValueError):
             continue
     tree, grew = {root}, True
@@ -55,13 +58,15 @@ def tree_rss(root: int) -> int:
         more = {pid for pid, pp in parent.items() if pp in tree} - tree
         tree |= more
         grew = bool(more)
-    return sum(rss.get(pid, 0) for pid in tree)
+    return sum(rss.get(pid, 0) for pid in tree), sum(cpu.get(pid, 0.0) for pid in tree)
 
 
 def measure(rows: int, resamples: int, folder: Path) -> dict:
     """Fit a fresh table in a child process: its wall time, the peak of any one of its processes
     (getrusage in a wrapper process per size, so one size's peak does not hide the next), and the
-    peak sum over the child and its workers (sampled every 50 ms), and the fitted L(N, D)."""
+    peak sum over the child and its workers and the CPU seconds they used (sampled every 50 ms:
+    on a shared machine, CPU seconds over the cores stand in for the wall time of an idle one), and
+    the fitted L(N, D)."""
     source = table(rows, folder / f"runs-{rows}.parquet")
     out = folder / f"fit-{rows}.json"
     code = ("import json, resource, subprocess, sys, time\n"
@@ -73,16 +78,17 @@ def measure(rows: int, resamples: int, folder: Path) -> dict:
     cmd = [sys.executable, "-c", code, sys.executable, "-m", "workbench", "fit", str(source),
            "--bootstrap", str(resamples), "-o", str(out)]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    total = 0
+    total, cpu = 0, 0.0
     while child.poll() is None:
-        total = max(total, tree_rss(child.pid))
+        now, used = tree_usage(child.pid)
+        total, cpu = max(total, now), max(cpu, used)
         time.sleep(0.05)
     got = json.loads(child.stdout.read())
     if got["rc"]:
         raise SystemExit(f"workbench fit failed on {rows} rows:\n{got['err']}")
     nd = json.loads(out.read_text())["forms"]["nd"]
     return {"rows": rows, "resamples": resamples, "wall_s": got["wall_s"], "peak_gb": got["peak_kb"] / 2 ** 20,
-            "peak_all_gb": total / 2 ** 30, **{p: nd["params"][p] for p in ("alpha", "beta")}}
+            "peak_all_gb": total / 2 ** 30, "cpu_s": cpu, **{p: nd["params"][p] for p in ("alpha", "beta")}}
 
 
 def main() -> None:
@@ -95,12 +101,12 @@ def main() -> None:
         for rows in args.rows:
             results.append(measure(rows, args.resamples, Path(tmp)))
             print(json.dumps(results[-1]), flush=True)
-    print(f"\n{'rows':>10} {'resamples':>9} {'wall s':>8} {'peak GB':>8} {'all GB':>7}  {'alpha [95%]':>26} {'beta [95%]':>26}  "
+    print(f"\n{'rows':>10} {'resamples':>9} {'wall s':>8} {'cpu s':>7} {'peak GB':>8} {'all GB':>7}  {'alpha [95%]':>26} {'beta [95%]':>26}  "
           f"targets: < {TARGET_S:.0f} s, < {TARGET_GB:.0f} GB")
     for r in results:
         ok = "ok" if r["wall_s"] < TARGET_S and r["peak_all_gb"] < TARGET_GB else "MISSED"
         iv = lambda p: f"{p['estimate']:.4f} [{p['lo'] or float('nan'):.4f}, {p['hi'] or float('nan'):.4f}]"
-        print(f"{r['rows']:>10} {r['resamples']:>9} {r['wall_s']:>8.1f} {r['peak_gb']:>8.2f} {r['peak_all_gb']:>7.2f}  "
+        print(f"{r['rows']:>10} {r['resamples']:>9} {r['wall_s']:>8.1f} {r['cpu_s']:>7.1f} {r['peak_gb']:>8.2f} {r['peak_all_gb']:>7.2f}  "
               f"{iv(r['alpha']):>26} {iv(r['beta']):>26}  {ok}  (truth alpha {TRUTH['alpha']}, beta {TRUTH['beta']})")
 
 

@@ -44,7 +44,7 @@ def draws(problem, theta: np.ndarray, free: np.ndarray, resamples: int, seed: in
         g, H = problem.per_run(theta, slice(start, start + chunk))
         total += g.sum(0)
         second += g.T @ g
-        hessian += H.sum(0)
+        hessian += H
     mean = total / n
     cov = second - n * np.outer(mean, mean)
     out = np.repeat(theta[None].astype(float), resamples, 0)

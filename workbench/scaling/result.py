@@ -13,7 +13,7 @@ from typing import Iterator
 
 from pydantic import Field, PrivateAttr
 
-from workbench.scaling.estimate import Estimate, Num, Plain, absent
+from workbench.scaling.estimate import Column, Estimate, Num, Plain, absent
 
 
 class Conventions(Plain):
@@ -100,12 +100,12 @@ class HeldOut(Plain):
     """The held-out runs as columns, one entry per run (a table of a million runs holds out two
     hundred thousand: as columns they stay small in memory and in the JSON)."""
 
-    key: list[Num]
-    observed: list[Num]
-    predicted: list[Num]
-    lo: list[Num] | None = absent()
+    key: Column
+    observed: Column
+    predicted: Column
+    lo: Column | None = absent()
     """95% interval of the law fitted without the held-out runs, there (its bootstrap spread)."""
-    hi: list[Num] | None = absent()
+    hi: Column | None = absent()
 
 
 class Backtest(Plain):
@@ -193,9 +193,9 @@ class Budget(Plain):
     """Distinct sizes (runs of one size are repeated seeds)."""
     flops_spread: Num
     """Largest over smallest compute among its runs, minus 1."""
-    params: list[Num]
-    tokens: list[Num]
-    loss: list[Num]
+    params: Column
+    tokens: Column
+    loss: Column
     reason: str | None = absent()
     add: str | None = absent()
     """Which sizes would give it an interior minimum: smaller or larger."""
