@@ -21,7 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 
 from workbench.scaling import onestep
 from workbench.scaling.lbfgs import batched_lbfgs
@@ -211,12 +211,15 @@ def _refine(problem: Problem, theta0: np.ndarray, data: tuple | None = None, sca
                     options={"maxiter": 3000, "ftol": 1e-15, "gtol": 1e-12, "maxls": 50})
 
 
-def _approach(problem: Problem, theta: np.ndarray, steps: int = 8) -> np.ndarray:
+def _approach(problem: Problem, theta: np.ndarray, steps: int = 8) -> tuple[np.ndarray, bool]:
     """Newton steps on all the runs from a point found on a sample of them, with the Hessian of a
     larger sample (HESSIAN_ROWS, rescaled) standing in for all the runs' own: each step costs one
     gradient over the runs, and a Hessian a few percent off still shrinks the distance to the
     optimum some tenfold a step, where L-BFGS-B would spend dozens of passes learning the
-    curvature. Stops when a step no longer lowers the objective; L-BFGS-B finishes from there."""
+    curvature. Returns the point and whether it has settled: a full step lowered the objective by
+    under 1e-13 of it, which on many runs is far below what the data can tell. Otherwise (a
+    Hessian not positive definite, a step that no longer lowers the objective, the step limit)
+    L-BFGS-B finishes from the point."""
     sample = problem.sample(HESSIAN_ROWS, seed=1)
     lo, hi = (np.array(b, float) for b in zip(*problem.bounds))
     f, g = problem.objective(theta[None])
@@ -226,7 +229,7 @@ def _approach(problem: Problem, theta: np.ndarray, steps: int = 8) -> np.ndarray
         idx = np.flatnonzero(free)
         Hf = H[idx[:, None], idx]
         if len(idx) == 0 or np.linalg.eigvalsh((Hf + Hf.T) / 2)[0] <= 0:
-            break
+            return theta, False
         step = np.zeros_like(theta)
         step[idx] = np.linalg.solve(Hf, g[0, idx])
         for t in (1.0, 0.5, 0.25, 0.125):
@@ -235,12 +238,12 @@ def _approach(problem: Problem, theta: np.ndarray, steps: int = 8) -> np.ndarray
             if fc[0] < f[0]:
                 break
         else:
-            break
-        done = (f[0] - fc[0]) <= 1e-13 * abs(f[0])
+            return theta, False
+        settled = t == 1.0 and (f[0] - fc[0]) <= 1e-13 * abs(f[0])
         theta, f, g = cand, fc, gc
-        if done:
-            break
-    return theta
+        if settled:
+            return theta, True
+    return theta, False
 
 
 def fit(form: Form, X: np.ndarray, y: np.ndarray, delta: float = 1e-3, refine: int = 5) -> Fit:
@@ -248,8 +251,10 @@ def fit(form: Form, X: np.ndarray, y: np.ndarray, delta: float = 1e-3, refine: i
     evaluated in one pass; the `refine` best are refined together (batched L-BFGS, below), and
     the winner is finished with scipy's L-BFGS-B, whose verdict and final gradient we report.
     With more than START_ROWS runs the starts are chosen and refined on a random START_ROWS of
-    them: that only decides where the finish on every run begins (a sample of thousands runs
-    puts it near the optimum of all), and keeps the grid's (starts, runs) arrays small."""
+    them: that only decides where the finish on every run begins (a sample of thousands of runs
+    puts it near the optimum of all), and keeps the grid's (starts, runs) arrays small; Newton
+    steps on every run (_approach) then take it to the optimum, and L-BFGS-B finishes only when
+    they do not settle. `starts_agreeing` then counts agreement on the sample."""
     problem = Problem(form, X, y, delta)
     probe = problem.sample(START_ROWS)
     grid = probe.grid()
@@ -262,9 +267,13 @@ def fit(form: Form, X: np.ndarray, y: np.ndarray, delta: float = 1e-3, refine: i
     f_refined = probe.objective(refined, grad=False)
     best = int(np.argmin(f_refined))
     agree = int((f_refined <= f_refined[best] * (1 + 1e-6) + 1e-15).sum())
-    start = refined[best] if probe is problem else _approach(problem, refined[best])
-    f_start = problem.objective(start[None], grad=False)[0] if probe is not problem else f_refined[best]
-    result = _refine(problem, start, scale=1.0 / max(f_start, 1e-300))
+    start, settled = (refined[best], False) if probe is problem else _approach(problem, refined[best])
+    if settled:
+        result = OptimizeResult(x=start, fun=1.0, success=True,
+                                message="Newton steps on every run settled (the last full step gained under 1e-13)")
+    else:
+        f_start = problem.objective(start[None], grad=False)[0] if probe is not problem else f_refined[best]
+        result = _refine(problem, start, scale=1.0 / max(f_start, 1e-300))
     theta = result.x if result.fun <= 1.0 else start              # scipy's f is scaled: 1 = start
     f_raw, g = problem.objective(theta[None])
     lo, hi = (np.array(b, float) for b in zip(*problem.bounds))
