@@ -27,6 +27,12 @@ from workbench.scaling.result import (Budget, Comparison, Counts, Estimator, Fit
                                       GroupFit, Groups, IsoFLOP, Noise, Provenance, Repeated)
 
 MIN_GROUP_RUNS = 4
+OPTIMIZER = (f"grid of starts, best 5 refined, finished with scipy L-BFGS-B; for more than {pw.START_ROWS} runs the "
+             f"starts are found on {pw.START_ROWS} of them drawn at random, and Newton steps on every run come before "
+             "L-BFGS-B (which is left out when they settle)")
+RESAMPLING = (f"every resample refitted, warm-started at the optimum; for more than {pw.REFIT_RUNS} runs, one Newton "
+              "step from the optimum per resample, its gradient drawn exactly under Gaussian run weights "
+              "(the one-step bootstrap)")
 MIN_DECADES = 0.3           # N and D must each span a factor 2 for L(N, D) to be identifiable
 
 
@@ -79,8 +85,7 @@ def fit_runs(runs: pl.DataFrame, prov: Provenance, *, x: str | None = None, form
         estimator=Estimator(
             objective="sum over runs of Huber(log L_hat - log L)", huber_delta=huber_delta,
             parametrisation="log L_hat = LSE(a - alpha log N, b - beta log D, e)",
-            optimizer="grid of starts, best 5 refined, finished with scipy L-BFGS-B", bootstrap=bootstrap,
-            interval=0.95, seed=seed, outliers="none" if outliers is None else
+            optimizer=OPTIMIZER, bootstrap=bootstrap, resampling=RESAMPLING if bootstrap else None, interval=0.95, seed=seed, outliers="none" if outliers is None else
             f"drop runs whose log residual is more than {outliers:g} robust SDs from the median"),
         forms=overall.forms, isoflop=overall.isoflop, allocation=overall.allocation, selection=overall.selection,
         repeated=_repeated(runs), groups=groups, notes=prov.notes + overall.notes)

@@ -70,6 +70,9 @@ class Estimator(Plain):
     parametrisation: str
     optimizer: str
     bootstrap: int
+    resampling: str | None = absent()
+    """How each bootstrap resample's law was found: refitted, or, for many runs, one Newton step
+    from the full-data optimum (scaling.onestep)."""
     interval: float
     seed: int
     outliers: str
