@@ -98,9 +98,13 @@ def fit_runs(runs: pl.DataFrame, prov: Provenance, *, x: str | None = None, form
 
 
 def _fork_server() -> multiprocessing.context.BaseContext:
-    """A fork server that has imported the numeric core, so each worker starts as a cheap fork."""
+    """A fork server that has imported what the workers run (the numeric core, and the forms a
+    large fit hands them whole), so each worker starts as a cheap fork. Each worker still
+    imports the caller's main script afresh, if it is a script (Python 3.11's fork server never
+    preloads it): whatever that script imports at the top, every pool pays once per worker, so
+    this package's table-reading modules keep torch out of their imports."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["workbench.scaling.powerlaw"])
+    context.set_forkserver_preload(["workbench.scaling.forms"])
     return context
 
 
