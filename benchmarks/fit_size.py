@@ -1,9 +1,11 @@
 """How big a table can `workbench fit` take? A table of runs from a planted Chinchilla-like law
 L(N, D) = 1.69 + 406.4/N^0.34 + 410.7/D^0.28 with 1.5% log-normal noise, N and D drawn
 log-uniformly (every run distinct: no repeated rows to aggregate), written as Parquet and fitted
-by `python -m workbench fit TABLE --bootstrap R` in a child process. Reports the child's wall time
-and peak resident memory (getrusage of the children, measured in a fresh process per size so
-one size's peak does not hide the next) against the targets.
+by `python -m workbench fit TABLE --bootstrap R` in a child process. Reports the child's wall time,
+the CPU seconds of it and its worker processes, the peak resident memory of its largest process
+and of all of them together, and the fitted exponents, against the targets. On a shared machine
+the wall time includes waiting for other people's processes; the CPU seconds do not, and as the
+fit never waits on anything else they bound an idle machine's wall time from above.
 
     python benchmarks/fit_size.py [--rows 200000 1000000] [--resamples 1000]
 
@@ -96,15 +98,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
-    results = []
+    results, load = [], [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         for rows in args.rows:
             results.append(measure(rows, args.resamples, Path(tmp)))
             print(json.dumps(results[-1]), flush=True)
-    print(f"\n{'rows':>10} {'resamples':>9} {'wall s':>8} {'cpu s':>7} {'peak GB':>8} {'all GB':>7}  {'alpha [95%]':>26} {'beta [95%]':>26}  "
+    load.append(os.getloadavg()[0])
+    print(f"\nmachine: {os.cpu_count()} cores, load average {load[0]:.1f} at the start, {load[1]:.1f} at the end")
+    print(f"{'rows':>10} {'resamples':>9} {'wall s':>8} {'cpu s':>7} {'peak GB':>8} {'all GB':>7}  {'alpha [95%]':>26} {'beta [95%]':>26}  "
           f"targets: < {TARGET_S:.0f} s, < {TARGET_GB:.0f} GB")
     for r in results:
-        ok = "ok" if r["wall_s"] < TARGET_S and r["peak_all_gb"] < TARGET_GB else "MISSED"
+        ok = "ok" if r["wall_s"] < TARGET_S and r["peak_all_gb"] < TARGET_GB else \
+            "ok on CPU s" if r["cpu_s"] < TARGET_S and r["peak_all_gb"] < TARGET_GB else "MISSED"
         iv = lambda p: f"{p['estimate']:.4f} [{p['lo'] or float('nan'):.4f}, {p['hi'] or float('nan'):.4f}]"
         print(f"{r['rows']:>10} {r['resamples']:>9} {r['wall_s']:>8.1f} {r['cpu_s']:>7.1f} {r['peak_gb']:>8.2f} {r['peak_all_gb']:>7.2f}  "
               f"{iv(r['alpha']):>26} {iv(r['beta']):>26}  {ok}  (truth alpha {TRUTH['alpha']}, beta {TRUTH['beta']})")
