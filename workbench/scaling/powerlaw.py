@@ -11,6 +11,9 @@ A grid of starts is evaluated in one vectorised pass; the best few are refined t
 batched L-BFGS (many independent fits advanced by the same numpy operations) and the winner is
 finished by scipy's L-BFGS-B. The bootstrap refits resamples of the runs with the same batched
 L-BFGS, warm-started at the full-data optimum, in worker processes when given an executor.
+Many runs change two things: the starts are found on a sample of the runs and Newton steps on
+all of them finish the fit (fit, _approach), and each bootstrap resample is one Newton step
+from the optimum (onestep.py), so neither time nor memory grows with resamples x runs.
 The IsoFLOP analysis (isoflop.py) is vectorised over resamples too.
 """
 
