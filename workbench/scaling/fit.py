@@ -239,8 +239,7 @@ def _noise(runs: pl.DataFrame, forms: dict[str, FormFit], given: float | None) -
         return Noise(sd=given, source="given")
     a = _arrays(runs)
     if len(runs):
-        cells = iso.budgets(np.log(a.N), np.log(1.02)) * 10 ** 6 + iso.budgets(np.log(a.D), np.log(1.02))
-        found = iso.repeat_noise(cells, np.log(a.L))
+        found = iso.repeat_noise(iso.repeat_cells(np.log(a.N), np.log(a.D)), np.log(a.L))
         if found:
             return Noise(sd=found[0], dof=found[1], source="repeated seeds (runs of equal N and D)")
     use, labels, ladder = _budget_runs(runs)
