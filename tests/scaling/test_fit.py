@@ -133,7 +133,7 @@ def test_backtest_holds_out_the_largest_compute(tmp_path):
     path = write_table(tmp_path / "runs.csv", params=N, tokens=D, loss=L, flops=6 * N * D)
     bt = fit_source(path, form="nd", bootstrap=0, holdout=0.25).forms["nd"].backtest
     assert bt.by == "flops" and bt.test_runs == 9 and bt.train_runs == 27
-    assert min(p.key for p in bt.held_out) == pytest.approx(np.sort(6 * N * D)[-9])
+    assert min(bt.held_out.key) == pytest.approx(np.sort(6 * N * D)[-9])
     assert bt.max_relative < 1e-3
 
 

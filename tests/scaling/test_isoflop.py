@@ -66,3 +66,16 @@ def test_budgets_without_an_interior_minimum_are_left_out_and_blamed():
     one = iso.isoflop(np.zeros(3, int), np.log([1e18] * 3), np.log([1e6, 2e6, 4e6]), np.log([1e9] * 3),
                       np.array([3.0, 3.1, 3.2]), resamples=10)
     assert one["budgets"][0]["add"] == "smaller" and "need at least 2" in one["reason"]
+
+
+def test_distinct_runs_close_together_are_not_repeated_seeds():
+    """A table of many distinct sizes and token counts, each within 2% of the next, chains into
+    one group wider than 2%: it holds no repeated seeds, so no noise is pooled from it (all of
+    its log losses' spread would have been). Sizes far apart, two seeds each, are repeats."""
+    rng = np.random.default_rng(0)
+    log_n, log_d = rng.uniform(18, 23, 5000), rng.uniform(21, 25, 5000)
+    log_loss = rng.normal(0, 0.1, 5000)
+    assert iso.repeat_noise(iso.repeat_cells(log_n, log_d), log_loss) is None
+    log_n, log_d = np.repeat([18.0, 19.0, 20.0], 2), np.repeat([22.0, 21.0, 20.0], 2)
+    sd, dof = iso.repeat_noise(iso.repeat_cells(log_n, log_d), np.array([0.0, 0.02, 1.0, 1.02, 2.0, 2.02]))
+    assert dof == 3 and sd == pytest.approx(np.sqrt(3 * 2 * 0.01 ** 2 / 3))

@@ -80,7 +80,7 @@ def test_backtest_holds_out_the_largest_key_and_measures_the_miss():
     assert bt["test_runs"] == 9 and bt["train_runs"] == 27
     assert bt["key_threshold"] == pytest.approx(np.sort(N * D)[-9])
     assert bt["max_relative"] == pytest.approx(0.1 / 1.1, rel=1e-3)
-    assert bt["bias"] < 0 and len(bt["held_out"]) == 9
+    assert bt["bias"] < 0 and len(bt["held_out"]["key"]) == 9
     few = pw.backtest(pw.Form(), X[:6], np.log(L[:6]), (N * D)[:6])
     assert "runs left to fit" in few["reason"]
 

@@ -67,9 +67,10 @@ def fit_view(fit: FitResult | None) -> FitView | None:
             c = form.curve
             view.curves.setdefault(c.axis, []).append(
                 {"group": group, "label": label, "x": c.x, "y": c.y, "lo": c.lo, "hi": c.hi})
-            for p in form.backtest.held_out or []:
+            held = form.backtest.held_out
+            for key, observed in zip(held.key, held.observed) if held else ():
                 view.backtest_points.setdefault(form.backtest.by or fit.x, []).append(
-                    {"group": group, "x": p.key, "y": p.observed})
+                    {"group": group, "x": key, "y": observed})
         alloc = part.allocation
         if alloc is not None and alloc.loss_at_target is not None:
             view.groups.setdefault(group, {})["predicted"] = alloc.loss_at_target.text()

@@ -23,12 +23,13 @@ def judge(forms: dict[str, FormFit], noise: float) -> None:
         bt = f.backtest
         if bt.reason:
             problems.append((f"no backtest: {bt.reason}", "more runs, so that some can be held out"))
-        elif not bt.held_out or bt.held_out[0].lo is None:
+        elif not bt.held_out or bt.held_out.lo is None:
             problems.append(("no interval to judge its backtest by (no bootstrap)", "a bootstrap"))
         else:
-            law = np.array([(np.log(h.hi) - np.log(h.lo)) / 2 for h in bt.held_out])
+            column = lambda name: np.array(getattr(bt.held_out, name), float)     # None (non-finite) as NaN
+            law = (np.log(column("hi")) - np.log(column("lo"))) / 2
             half = np.sqrt(law ** 2 + (1.96 * noise) ** 2)
-            err = np.abs(np.log([h.observed / h.predicted for h in bt.held_out]))
+            err = np.abs(np.log(column("observed") / column("predicted")))
             bt.half_width, bt.outside = float(half.mean()), int((err > half).sum())
             bt.passed = bool(err.mean() <= half.mean())
             if not bt.passed:

@@ -24,6 +24,11 @@ def _finite(value: Any) -> Any:
 Num = Annotated[float | None, BeforeValidator(_finite)]
 """A number that may be missing (a non-finite value is missing)."""
 
+Column = list[float | None]
+"""One number per run, for columns of up to millions of runs: validated as plain floats (a
+Python check per value, as Num has, took seconds there), non-finite values written as null in the
+JSON like Num's missing ones."""
+
 
 def absent() -> Any:
     """A field left out of the JSON when it does not apply (is None)."""

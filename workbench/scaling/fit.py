@@ -27,6 +27,12 @@ from workbench.scaling.result import (Budget, Comparison, Counts, Estimator, Fit
                                       GroupFit, Groups, IsoFLOP, Noise, Provenance, Repeated)
 
 MIN_GROUP_RUNS = 4
+OPTIMIZER = (f"grid of starts, best 5 refined, finished with scipy L-BFGS-B; for more than {pw.START_ROWS} runs the "
+             f"starts are found on {pw.START_ROWS} of them drawn at random, and Newton steps on every run come before "
+             "L-BFGS-B (which is left out when they settle)")
+RESAMPLING = (f"every resample refitted, warm-started at the optimum; for more than {pw.REFIT_RUNS} runs, one Newton "
+              "step from the optimum per resample, its gradient drawn exactly under Gaussian run weights "
+              "(the one-step bootstrap)")
 MIN_DECADES = 0.3           # N and D must each span a factor 2 for L(N, D) to be identifiable
 
 
@@ -79,8 +85,7 @@ def fit_runs(runs: pl.DataFrame, prov: Provenance, *, x: str | None = None, form
         estimator=Estimator(
             objective="sum over runs of Huber(log L_hat - log L)", huber_delta=huber_delta,
             parametrisation="log L_hat = LSE(a - alpha log N, b - beta log D, e)",
-            optimizer="grid of starts, best 5 refined, finished with scipy L-BFGS-B", bootstrap=bootstrap,
-            interval=0.95, seed=seed, outliers="none" if outliers is None else
+            optimizer=OPTIMIZER, bootstrap=bootstrap, resampling=RESAMPLING if bootstrap else None, interval=0.95, seed=seed, outliers="none" if outliers is None else
             f"drop runs whose log residual is more than {outliers:g} robust SDs from the median"),
         forms=overall.forms, isoflop=overall.isoflop, allocation=overall.allocation, selection=overall.selection,
         repeated=_repeated(runs), groups=groups, notes=prov.notes + overall.notes)
@@ -93,9 +98,13 @@ def fit_runs(runs: pl.DataFrame, prov: Provenance, *, x: str | None = None, form
 
 
 def _fork_server() -> multiprocessing.context.BaseContext:
-    """A fork server that has imported the numeric core, so each worker starts as a cheap fork."""
+    """A fork server that has imported what the workers run (the numeric core, and the forms a
+    large fit hands them whole), so each worker starts as a cheap fork. Each worker still
+    imports the caller's main script afresh, if it is a script (Python 3.11's fork server never
+    preloads it): whatever that script imports at the top, every pool pays once per worker, so
+    this package's table-reading modules keep torch out of their imports."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["workbench.scaling.powerlaw"])
+    context.set_forkserver_preload(["workbench.scaling.forms"])
     return context
 
 
@@ -133,6 +142,10 @@ def _fit_part(runs: pl.DataFrame, opts: FitOptions, executor, convention: str,
     if auto and alternative and len(runs):
         b = _arrays(runs, "params_other")
         plans.append((f"@{alternative}", alternative, b, float(np.median(b.C / (b.N * b.D)))))
+    # Beyond pw.REFIT_RUNS runs the bootstrap needs no workers (one Newton step per resample), and
+    # the workers fit whole forms side by side instead.
+    whole = executor is not None and len(runs) > pw.REFIT_RUNS
+    pending = {}
     for suffix, conv, arrays, k_conv in plans:
         nd_reason = _nd_reason(arrays.N, arrays.D)
         for name in names:
@@ -146,10 +159,17 @@ def _fit_part(runs: pl.DataFrame, opts: FitOptions, executor, convention: str,
             elif name == CONSTRAINED and not np.isfinite(arrays.U).all():
                 part.forms[key] = FormFit(label=label(name, opts), runs=len(arrays.L), form=name, convention=under,
                                           reason="the unique training tokens of some runs are unknown")
+            elif whole:
+                part.forms[key] = None          # keeps the forms' order; filled below
+                pending[key] = (executor.submit(fit_form, name, arrays, k_conv, opts, None, under), suffix)
             else:
                 part.forms[key], d = fit_form(name, arrays, k_conv, opts, executor, under)
                 if d and not suffix:
                     draws[key] = d
+    for key, (future, suffix) in pending.items():
+        part.forms[key], d = future.result()
+        if d and not suffix:
+            draws[key] = d
     noise = _noise(runs, part.forms, opts.noise)
     choose.judge(part.forms, noise.sd)
     part.selection = choose.selection(part.forms, opts.holdout)
@@ -219,8 +239,7 @@ def _noise(runs: pl.DataFrame, forms: dict[str, FormFit], given: float | None) -
         return Noise(sd=given, source="given")
     a = _arrays(runs)
     if len(runs):
-        cells = iso.budgets(np.log(a.N), np.log(1.02)) * 10 ** 6 + iso.budgets(np.log(a.D), np.log(1.02))
-        found = iso.repeat_noise(cells, np.log(a.L))
+        found = iso.repeat_noise(iso.repeat_cells(np.log(a.N), np.log(a.D)), np.log(a.L))
         if found:
             return Noise(sd=found[0], dof=found[1], source="repeated seeds (runs of equal N and D)")
     use, labels, ladder = _budget_runs(runs)

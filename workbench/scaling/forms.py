@@ -13,7 +13,7 @@ import numpy as np
 from workbench.scaling import powerlaw as pw
 from workbench.scaling.repeats import R_STAR, constrained_allocation, effective_tokens
 from workbench.scaling.estimate import Estimate
-from workbench.scaling.result import Backtest, BootstrapCount, Curve, FormFit, GoodnessOfFit
+from workbench.scaling.result import Backtest, BootstrapCount, Curve, FormFit, GoodnessOfFit, HeldOut
 
 FORMS = {"x": pw.Form(terms=1), "x-noE": pw.Form(terms=1, has_e=False),
          "nd": pw.Form(terms=2), "nd-noE": pw.Form(terms=2, has_e=False), "nd-tied": pw.Form(terms=2, tied=True),
@@ -102,7 +102,11 @@ def _not_identifiable(X: np.ndarray, y: np.ndarray, need: int) -> str | None:
     intervals and R² 1, which is no evidence at all."""
     if np.ptp(y) <= 1e-12 * max(1.0, abs(float(y.mean()))):
         return "the loss is the same in every run, so no power law can be told from another"
-    distinct = len(np.unique(np.round(np.c_[X, y], 12), axis=0))
+    # The first few thousand runs almost always settle it; only a degenerate table is sorted whole.
+    rows = np.round(np.c_[X, y], 12)
+    distinct = len(np.unique(rows[:4096], axis=0))
+    if distinct < need and len(rows) > 4096:
+        distinct = len(np.unique(rows, axis=0))
     if distinct < need:
         return f"only {distinct} distinct runs; this form needs at least {need}"
     return None
@@ -168,11 +172,18 @@ def fit_form(name: str, runs: Arrays, k: float, opts: FitOptions, executor: Exec
     entry.curve = _curve(name, form, fitted.params, draws, runs, k, opts, unique)
     if draws:
         entry.bootstrap = BootstrapCount(resamples=opts.bootstrap, unconverged=draws["unconverged"])
-    entry.backtest = Backtest(**pw.backtest(form, X, y, key, opts.holdout, opts.delta,
-                                            min(opts.bootstrap, BACKTEST_RESAMPLES), opts.seed), by="flops")
+    entry.backtest = _backtest(pw.backtest(form, X, y, key, opts.holdout, opts.delta,
+                                           min(opts.bootstrap, BACKTEST_RESAMPLES), opts.seed))
     entry._problems = _warnings(fitted, L, draws, opts, entry.gof.rmse_log)
     entry.warnings = [w for w, _ in entry._problems]
     return entry, compare
+
+
+def _backtest(found: dict) -> Backtest:
+    """The backtest as a result part, its held-out runs as columns."""
+    held = found.pop("held_out", None)
+    return Backtest(**found, by="flops", held_out=None if held is None else
+                    HeldOut(**{k: np.asarray(v, float).tolist() for k, v in held.items()}))
 
 
 def _curve(name: str, form: pw.Form, params: dict, draws: dict | None, runs: Arrays, k: float,

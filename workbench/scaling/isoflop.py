@@ -33,13 +33,9 @@ REFUSALS = {1: "fewer than 3 distinct sizes: a minimum needs 3",
 def budgets(log_c: np.ndarray, tol: float = np.log(1.1)) -> np.ndarray:
     """Label runs by compute budget: sorted log C split wherever consecutive runs differ by more
     than `tol` (10%), so a ladder's nominal budgets group however C was rounded."""
-    order = np.argsort(log_c)
+    order = np.argsort(log_c, kind="stable")
     labels = np.empty(len(log_c), int)
-    label = 0
-    for i, j in enumerate(order):
-        if i and log_c[j] - log_c[order[i - 1]] > tol:
-            label += 1
-        labels[j] = label
+    labels[order] = np.concatenate([[0], np.cumsum(np.diff(np.asarray(log_c)[order]) > tol)])[:len(order)]
     return labels
 
 
@@ -56,10 +52,10 @@ class Valley:
 
 def valley(log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray, tol: float = np.log(1.02)) -> Valley:
     """One budget's runs as sizes: runs within 2% in N are one size (repeated seeds)."""
-    size = budgets(log_n, tol)
-    ids = np.unique(size)
-    mean = lambda v: np.array([v[size == s].mean() for s in ids])
-    return Valley(mean(log_n), np.exp(mean(np.log(loss))), mean(log_d), np.array([(size == s).sum() for s in ids]))
+    size = budgets(log_n, tol)                 # labels 0, 1, ... in order of N
+    count = np.bincount(size)
+    mean = lambda v: np.bincount(size, weights=v) / count
+    return Valley(mean(log_n), np.exp(mean(np.log(loss))), mean(log_d), count)
 
 
 def _windows(u: np.ndarray, k: int) -> np.ndarray:
@@ -92,13 +88,35 @@ def local_minimum(u: np.ndarray, loss: np.ndarray, k: int = WINDOW) -> tuple[np.
     return vertex + u[best], at, code
 
 
+def repeat_cells(log_n: np.ndarray, log_d: np.ndarray, tol: float = np.log(1.02)) -> np.ndarray:
+    """Cells of repeated seeds: runs of one N and one D, within `tol` (2%). Runs are grouped by
+    the gaps between them (`budgets`), and a group wider than `tol` is no set of repeats (a
+    table of many distinct sizes chains into one group): its runs get cell -1, none."""
+    cells = np.full(len(log_n), -1)
+    if not len(cells):
+        return cells
+    n, d = budgets(log_n, tol), budgets(log_d, tol)
+    ids = np.unique(np.c_[n, d], axis=0, return_inverse=True)[1].ravel()
+    tight = np.ones(ids.max() + 1, bool)
+    for v in (np.asarray(log_n, float), np.asarray(log_d, float)):
+        lo, hi = np.full(len(tight), np.inf), np.full(len(tight), -np.inf)
+        np.minimum.at(lo, ids, v)
+        np.maximum.at(hi, ids, v)
+        tight &= hi - lo <= tol
+    return np.where(tight[ids], ids, -1)
+
+
 def repeat_noise(cells: np.ndarray, log_loss: np.ndarray) -> tuple[float, int] | None:
     """Run-to-run noise (SD of log loss) pooled over cells of repeated seeds (runs of one size
-    and one budget), with its degrees of freedom; None when no cell has two runs."""
-    ss, dof = 0.0, 0
-    for c in np.unique(cells):
-        v = log_loss[cells == c]
-        ss, dof = ss + ((v - v.mean()) ** 2).sum(), dof + len(v) - 1
+    and one budget; cell -1 is none), with its degrees of freedom; None when no cell has two runs."""
+    keep = np.asarray(cells) >= 0
+    if not keep.any():
+        return None
+    ids = np.unique(np.asarray(cells)[keep], return_inverse=True)[1].ravel()
+    v = np.asarray(log_loss, float)[keep]
+    count = np.bincount(ids)
+    mean = np.bincount(ids, weights=v) / count
+    ss, dof = float(((v - mean[ids]) ** 2).sum()), int((count - 1).sum())
     return (float(np.sqrt(ss / dof)), dof) if dof else None
 
 

@@ -11,6 +11,9 @@ A grid of starts is evaluated in one vectorised pass; the best few are refined t
 batched L-BFGS (many independent fits advanced by the same numpy operations) and the winner is
 finished by scipy's L-BFGS-B. The bootstrap refits resamples of the runs with the same batched
 L-BFGS, warm-started at the full-data optimum, in worker processes when given an executor.
+Many runs change two things: the starts are found on a sample of the runs and Newton steps on
+all of them finish the fit (fit, _approach), and each bootstrap resample is one Newton step
+from the optimum (onestep.py), so neither time nor memory grows with resamples x runs.
 The IsoFLOP analysis (isoflop.py) is vectorised over resamples too.
 """
 
@@ -21,14 +24,18 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 
+from workbench.scaling import onestep
 from workbench.scaling.lbfgs import batched_lbfgs
 
 EXP_BOUNDS = (0.0, 5.0)             # exponents: 0 means "no power-law decrease at all"
 GRID_EXPONENTS = (0.05, 0.15, 0.3, 0.5, 0.8, 1.2)
 GRID_TERM_FRACTIONS = (0.03, 0.1, 0.3, 1.0, 3.0)    # a term's size at the data's centre / mean loss
 GRID_E_FRACTIONS = (0.1, 0.4, 0.7, 0.9, 0.99)       # E / lowest observed loss
+START_ROWS = 4096           # runs the grid of starts and its refinement see; the finish sees all
+HESSIAN_ROWS = 65536        # runs whose Hessian guides the finish's first steps on many runs (_approach)
+REFIT_RUNS = 2000           # up to this many runs every bootstrap resample is refitted (see bootstrap)
 
 
 @dataclass(frozen=True)
@@ -85,17 +92,25 @@ class Problem:
     Features are centred so that a term's log-coefficient and its exponent are not entangled:
     this makes the problem far better conditioned for the optimiser."""
 
-    def __init__(self, form: Form, X: np.ndarray, y: np.ndarray, delta: float):
+    def __init__(self, form: Form, X: np.ndarray, y: np.ndarray, delta: float, like: Problem | None = None):
         self.form, self.delta = form, float(delta)
         self.X = np.asarray(X, float).reshape(len(y), -1)[:, :form.terms]
         self.y = np.asarray(y, float)
-        self.center = self.X.mean(axis=0)
+        self.center = self.X.mean(axis=0) if like is None else like.center
         self.Xc = self.X - self.center
         self.M, self.p0 = form.mapping()
         lo_y, hi_y = self.y.min(), self.y.max()
         bounds = {"a": (lo_y - 25, hi_y + 10), "b": (lo_y - 25, hi_y + 10), "alpha": EXP_BOUNDS,
                   "beta": EXP_BOUNDS, "e": (lo_y - 15, hi_y + 5)}
-        self.bounds = [bounds[n] for n in form.names]
+        self.bounds = [bounds[n] for n in form.names] if like is None else like.bounds
+
+    def sample(self, rows: int, seed: int = 0) -> Problem:
+        """At most `rows` runs drawn without replacement, in this problem's coordinates (same
+        centre, same box), so that a point found on them starts a fit on all the runs."""
+        if len(self.y) <= rows:
+            return self
+        pick = np.sort(np.random.default_rng(seed).choice(len(self.y), rows, replace=False))
+        return Problem(self.form, self.X[pick], self.y[pick], self.delta, like=self)
 
     def full(self, theta: np.ndarray) -> np.ndarray:
         return theta @ self.M.T + self.p0                                   # (G, 5)
@@ -147,6 +162,29 @@ class Problem:
             gp[:, 4] = (psi * w[-1]).sum(-1)
         return f, gp @ self.M
 
+    def per_run(self, theta: np.ndarray, rows: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """Each run's gradient (n, P) of its Huber term at one theta (P,), and the Hessian (P, P)
+        of their sum, the objective. With t_k the terms of the log-sum-exp and a_k their
+        gradients, lse' = sum w_k a_k = v and lse'' = sum w_k a_k a_k' - v v', so a run's
+        Hessian is psi'(r) v v' + psi(r) (sum w_k a_k a_k' - v v'), summed here as products of
+        (n, P) matrices."""
+        Xc, y = self.Xc[rows], self.y[rows]
+        lse, w = self.predict(theta, Xc)
+        r = lse[0] - y
+        psi, inside = np.clip(r, -self.delta, self.delta), (np.abs(r) <= self.delta).astype(float)
+        a = np.zeros((len(y), len(w), 5))                           # each term's gradient in (a, alpha, b, beta, e)
+        a[:, 0, 0], a[:, 0, 1] = 1.0, -Xc[:, 0]
+        if self.form.terms == 2:
+            a[:, 1, 2], a[:, 1, 3] = 1.0, -Xc[:, 1]
+        if self.form.has_e:
+            a[:, -1, 4] = 1.0
+        a = a @ self.M                                               # (n, terms, P)
+        v = sum(wi[0][:, None] * a[:, k] for k, wi in enumerate(w))  # (n, P)
+        hess = (v * (inside - psi)[:, None]).T @ v
+        for k, wi in enumerate(w):
+            hess += (a[:, k] * (psi * wi[0])[:, None]).T @ a[:, k]
+        return psi[:, None] * v, hess
+
     def grid(self) -> np.ndarray:
         """Starting points spread over scale-free ranges: each term's size at the data's centre
         as a fraction of the mean loss, exponents from 0.05 to 1.2, E below the lowest loss."""
@@ -176,23 +214,70 @@ def _refine(problem: Problem, theta0: np.ndarray, data: tuple | None = None, sca
                     options={"maxiter": 3000, "ftol": 1e-15, "gtol": 1e-12, "maxls": 50})
 
 
+def _approach(problem: Problem, theta: np.ndarray, steps: int = 8) -> tuple[np.ndarray, bool]:
+    """Newton steps on all the runs from a point found on a sample of them, with the Hessian of a
+    larger sample (HESSIAN_ROWS, rescaled) standing in for all the runs' own: each step costs one
+    gradient over the runs, and a Hessian a few percent off still shrinks the distance to the
+    optimum some tenfold a step, where L-BFGS-B would spend dozens of passes learning the
+    curvature. Returns the point and whether it has settled: a full step lowered the objective by
+    under 1e-13 of it, which on many runs is far below what the data can tell. Otherwise (a
+    Hessian not positive definite, a step that no longer lowers the objective, the step limit)
+    L-BFGS-B finishes from the point."""
+    sample = problem.sample(HESSIAN_ROWS, seed=1)
+    lo, hi = (np.array(b, float) for b in zip(*problem.bounds))
+    f, g = problem.objective(theta[None])
+    for _ in range(steps):
+        H = sample.per_run(theta)[1] * (len(problem.y) / len(sample.y))
+        free = ~(((theta <= lo) & (g[0] > 0)) | ((theta >= hi) & (g[0] < 0)))
+        idx = np.flatnonzero(free)
+        Hf = H[idx[:, None], idx]
+        if len(idx) == 0 or np.linalg.eigvalsh((Hf + Hf.T) / 2)[0] <= 0:
+            return theta, False
+        step = np.zeros_like(theta)
+        step[idx] = np.linalg.solve(Hf, g[0, idx])
+        for t in (1.0, 0.5, 0.25, 0.125):
+            cand = np.clip(theta - t * step, lo, hi)
+            fc, gc = problem.objective(cand[None])
+            if fc[0] < f[0]:
+                break
+        else:
+            return theta, False
+        settled = t == 1.0 and (f[0] - fc[0]) <= 1e-13 * abs(f[0])
+        theta, f, g = cand, fc, gc
+        if settled:
+            return theta, True
+    return theta, False
+
+
 def fit(form: Form, X: np.ndarray, y: np.ndarray, delta: float = 1e-3, refine: int = 5) -> Fit:
     """Fit one law to log features X (n, terms) and log losses y. The whole grid of starts is
     evaluated in one pass; the `refine` best are refined together (batched L-BFGS, below), and
-    the winner is finished with scipy's L-BFGS-B, whose verdict and final gradient we report."""
+    the winner is finished with scipy's L-BFGS-B, whose verdict and final gradient we report.
+    With more than START_ROWS runs the starts are chosen and refined on a random START_ROWS of
+    them: that only decides where the finish on every run begins (a sample of thousands of runs
+    puts it near the optimum of all), and keeps the grid's (starts, runs) arrays small; Newton
+    steps on every run (_approach) then take it to the optimum, and L-BFGS-B finishes only when
+    they do not settle. `starts_agreeing` then counts agreement on the sample."""
     problem = Problem(form, X, y, delta)
-    grid = problem.grid()
-    f = np.concatenate([problem.objective(chunk, grad=False)
+    probe = problem.sample(START_ROWS)
+    grid = probe.grid()
+    f = np.concatenate([probe.objective(chunk, grad=False)
                         for chunk in np.array_split(grid, max(1, len(grid) // 500))])
     starts = grid[np.argsort(f)[:refine]]
     k = len(starts)
-    refined, _ = batched_lbfgs(problem, starts, np.broadcast_to(problem.Xc, (k, *problem.Xc.shape)),
-                               np.broadcast_to(problem.y, (k, len(problem.y))))
-    f_refined = problem.objective(refined, grad=False)
+    refined, _ = batched_lbfgs(probe, starts, np.broadcast_to(probe.Xc, (k, *probe.Xc.shape)),
+                               np.broadcast_to(probe.y, (k, len(probe.y))))
+    f_refined = probe.objective(refined, grad=False)
     best = int(np.argmin(f_refined))
     agree = int((f_refined <= f_refined[best] * (1 + 1e-6) + 1e-15).sum())
-    result = _refine(problem, refined[best], scale=1.0 / max(f_refined[best], 1e-300))
-    theta = result.x if result.fun <= 1.0 else refined[best]      # scipy's f is scaled: 1 = start
+    start, settled = (refined[best], False) if probe is problem else _approach(problem, refined[best])
+    if settled:
+        result = OptimizeResult(x=start, fun=1.0, success=True,
+                                message="Newton steps on every run settled (the last full step gained under 1e-13)")
+    else:
+        f_start = problem.objective(start[None], grad=False)[0] if probe is not problem else f_refined[best]
+        result = _refine(problem, start, scale=1.0 / max(f_start, 1e-300))
+    theta = result.x if result.fun <= 1.0 else start              # scipy's f is scaled: 1 = start
     f_raw, g = problem.objective(theta[None])
     lo, hi = (np.array(b, float) for b in zip(*problem.bounds))
     # The projected gradient: at a bound only the component pointing inwards counts.
@@ -222,9 +307,9 @@ def backtest(form: Form, X: np.ndarray, y: np.ndarray, key: np.ndarray, holdout:
              delta: float = 1e-3, resamples: int = 0, seed: int = 0) -> dict:
     """Hold out the runs with the largest `key` (compute), fit the rest, and report how far the
     law misses the held-out losses: mean absolute error, bias (predicted - observed), worst
-    miss, in loss units and relative, and the held-out runs themselves. With `resamples`, each
-    held-out run also gets the 95% interval of the law there (the bootstrap spread of the law
-    fitted without it). A dict with `reason` when the split leaves too few runs to fit."""
+    miss, in loss units and relative, and the held-out runs themselves (arrays key, observed,
+    predicted). With `resamples`, each held-out run also gets the 95% interval of the law there
+    (lo, hi: the bootstrap spread of the law fitted without it). A dict with `reason` when the split leaves too few runs to fit."""
     X = np.asarray(X, float).reshape(len(y), -1)
     n_out = max(1, int(np.ceil(holdout * len(y))))
     order = np.argsort(key, kind="stable")
@@ -239,24 +324,40 @@ def backtest(form: Form, X: np.ndarray, y: np.ndarray, key: np.ndarray, holdout:
     out.update({"key_threshold": float(np.min(np.asarray(key)[test])),
                 "mae": float(np.abs(err).mean()), "bias": float(err.mean()), "max_abs": float(np.abs(err).max()),
                 "mae_relative": float(np.abs(err / obs).mean()), "max_relative": float(np.abs(err / obs).max())})
-    held = [{"key": float(k), "observed": float(o), "predicted": float(p)}
-            for k, o, p in zip(np.asarray(key)[test], obs, pred)]
+    held = {"key": np.asarray(key, float)[test], "observed": obs, "predicted": pred}
     if resamples:
         draws = bootstrap(fitted, X[train], y[train], resamples, seed, delta)
-        laws = np.atleast_2d(predict(form, draws, X[test]))
-        laws[~np.isfinite(laws)] = np.nan
-        lo, hi = np.nanpercentile(laws, [2.5, 97.5], axis=0)
-        for h, a, b in zip(held, lo, hi):
-            h.update(lo=float(a), hi=float(b))
+        held["lo"], held["hi"] = band(form, draws, X[test])
     return {**out, "held_out": held}
+
+
+def band(form: Form, draws: dict, X: np.ndarray, level: float = 0.95, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile band of the law's bootstrap draws at each row of X, a chunk of rows at a
+    time (draws x rows at once would be gigabytes for a large backtest); non-finite draws are
+    left out."""
+    tail = 50 * (1 - level)
+    lo, hi = np.empty(len(X)), np.empty(len(X))
+    for start in range(0, len(X), chunk):
+        laws = np.atleast_2d(predict(form, draws, X[start:start + chunk]))
+        finite = np.isfinite(laws)
+        if finite.all():
+            q = np.percentile(laws, [tail, 100 - tail], axis=0)
+        else:
+            laws[~finite] = np.nan
+            q = np.nanpercentile(laws, [tail, 100 - tail], axis=0)
+        lo[start:start + chunk], hi[start:start + chunk] = q
+    return lo, hi
 
 
 # ------------------------------------------------------------------------------- bootstrap
 
 
 def _bootstrap_chunk(form: Form, X: np.ndarray, y: np.ndarray, delta: float, theta0: np.ndarray,
-                     idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                     seeds: list[np.random.SeedSequence]) -> tuple[np.ndarray, np.ndarray]:
+    """Refit the resamples of `seeds` (one per resample, drawn here: the (resamples, runs) index
+    matrix never exists whole)."""
     problem = Problem(form, X, y, delta)
+    idx = np.stack([np.random.default_rng(s).integers(0, len(y), len(y)) for s in seeds])
     return batched_lbfgs(problem, np.repeat(theta0[None], len(idx), 0), problem.Xc[idx], problem.y[idx],
                          max_iter=500)
 
@@ -268,18 +369,29 @@ def bootstrap(fitted: Fit, X: np.ndarray, y: np.ndarray, resamples: int, seed: i
     piece pays the per-iteration overhead of its slowest refit once). Returns natural parameter arrays
     (E, A, B, alpha, beta) and `unconverged`, the number of refits that stopped at the
     iteration limit. Those are kept: they stall in flat valleys (typically E drifting to 0)
-    where the objective barely changes, and leaving them out would bias the intervals."""
+    where the objective barely changes, and leaving them out would bias the intervals.
+    Beyond REFIT_RUNS runs, refits would cost resamples x runs per step; there each resample is
+    one Newton step from the optimum instead (scaling.onestep: the same intervals to first order,
+    in time and memory independent of the resamples x runs product), and `unconverged` counts the
+    resamples whose Hessian was not positive definite."""
     X = np.asarray(X, float).reshape(len(y), -1)
-    idx = np.random.default_rng(seed).integers(0, len(y), size=(resamples, len(y)))
-    args = (fitted.form, X, np.asarray(y, float), delta, fitted.theta)
-    if executor is None or chunks < 2:
-        parts = [_bootstrap_chunk(*args, idx)]
+    y = np.asarray(y, float)
+    problem = Problem(fitted.form, X, y, delta)
+    if len(y) > REFIT_RUNS:
+        pinned = {name for name, _ in fitted.at_bound}
+        free = np.array([name not in pinned for name in fitted.form.names])
+        thetas, done = onestep.draws(problem, fitted.theta, free, resamples, seed)
     else:
-        pieces = np.array_split(idx, min(resamples, chunks))
-        parts = list(executor.map(_bootstrap_chunk, *zip(*[(*args, c) for c in pieces])))
-    thetas = np.concatenate([p[0] for p in parts])
-    done = np.concatenate([p[1] for p in parts])
-    out: dict = Problem(fitted.form, X, y, delta).natural(thetas)
+        seeds = np.random.SeedSequence(seed).spawn(resamples)
+        args = (fitted.form, X, y, delta, fitted.theta)
+        if executor is None or chunks < 2:
+            parts = [_bootstrap_chunk(*args, seeds)]
+        else:
+            pieces = [list(c) for c in np.array_split(np.arange(resamples), min(resamples, chunks))]
+            parts = list(executor.map(_bootstrap_chunk, *zip(*[(*args, [seeds[i] for i in c]) for c in pieces])))
+        thetas = np.concatenate([p[0] for p in parts])
+        done = np.concatenate([p[1] for p in parts])
+    out: dict = problem.natural(thetas)
     out["unconverged"] = int((~done).sum())
     return out
 

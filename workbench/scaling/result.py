@@ -13,7 +13,7 @@ from typing import Iterator
 
 from pydantic import Field, PrivateAttr
 
-from workbench.scaling.estimate import Estimate, Num, Plain, absent
+from workbench.scaling.estimate import Column, Estimate, Num, Plain, absent
 
 
 class Conventions(Plain):
@@ -70,6 +70,9 @@ class Estimator(Plain):
     parametrisation: str
     optimizer: str
     bootstrap: int
+    resampling: str | None = absent()
+    """How each bootstrap resample's law was found: refitted, or, for many runs, one Newton step
+    from the full-data optimum (scaling.onestep)."""
     interval: float
     seed: int
     outliers: str
@@ -97,12 +100,15 @@ class Curve(Plain):
 
 
 class HeldOut(Plain):
-    key: Num
-    observed: Num
-    predicted: Num
-    lo: Num = absent()
+    """The held-out runs as columns, one entry per run (a table of a million runs holds out two
+    hundred thousand: as columns they stay small in memory and in the JSON)."""
+
+    key: Column
+    observed: Column
+    predicted: Column
+    lo: Column | None = absent()
     """95% interval of the law fitted without the held-out runs, there (its bootstrap spread)."""
-    hi: Num = absent()
+    hi: Column | None = absent()
 
 
 class Backtest(Plain):
@@ -127,7 +133,7 @@ class Backtest(Plain):
     """Held-out runs whose loss lies outside that interval."""
     passed: bool | None = absent()
     """The mean |log error| on the held-out runs is within the mean half-width of their intervals."""
-    held_out: list[HeldOut] | None = absent()
+    held_out: HeldOut | None = absent()
 
 
 class BootstrapCount(Plain):
@@ -190,9 +196,9 @@ class Budget(Plain):
     """Distinct sizes (runs of one size are repeated seeds)."""
     flops_spread: Num
     """Largest over smallest compute among its runs, minus 1."""
-    params: list[Num]
-    tokens: list[Num]
-    loss: list[Num]
+    params: Column
+    tokens: Column
+    loss: Column
     reason: str | None = absent()
     add: str | None = absent()
     """Which sizes would give it an interior minimum: smaller or larger."""

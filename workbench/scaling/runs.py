@@ -7,13 +7,16 @@ rows were left out and why, and the conventions."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from workbench.plumbing.errors import FitError
 from workbench.scaling.result import Conventions, Defaults, Provenance
-from workbench.study.schema import StudyFile
+
+if TYPE_CHECKING:       # the study layer imports the model and torch: seconds a table's fit need not pay
+    from workbench.study.schema import StudyFile
 
 N_COLUMNS = {"total": "params.total", "nonembedding": "params.nonembedding", "matmul": "params.matmul"}
 C_COLUMNS = {"6N": "compute.6N", "6N+attn": "compute.6N+attn"}
