@@ -250,15 +250,21 @@ def _noise(runs: pl.DataFrame, forms: dict[str, FormFit], given: float | None) -
                   if len(np.unique(iso.budgets(log_n[m], np.log(1.02)))) >= 4)
     found = iso.scatter_noise(labels, log_n, np.log(use["tokens"].to_numpy().astype(float)),
                               use["loss"].to_numpy().astype(float)) if ladder or valleys >= len(use) / 2 else None
+    estimates = []
     if found and found[1] >= 3:
-        return Noise(sd=found[0], dof=found[1], source="scatter of each budget's losses about local quadratics "
-                                                       "(no repeated seeds; errs high)")
+        estimates.append(Noise(sd=found[0], dof=found[1], source="scatter of each budget's losses about local "
+                                                                 "quadratics (no repeated seeds; errs high)"))
     # Residual RMSE underestimates the noise by the parameters fitted: sqrt(n / (n - p)) undoes it.
     fitted = [(f.gof.rmse_log * np.sqrt(f.gof.runs / (f.gof.runs - len(f.params))), f.gof.runs - len(f.params),
                f.label) for f in forms.values() if f.fitted and f.gof.runs > len(f.params)]
     if fitted:
         sd, dof, law = min(fitted)
-        return Noise(sd=sd, dof=dof, source=f"residuals of the best-fitting law, {law} (no repeated seeds; errs high)")
+        estimates.append(Noise(sd=sd, dof=dof, source=f"residuals of the best-fitting law, {law} (no repeated "
+                                                      "seeds; errs high)"))
+    # Both include misfit (a valley is not quite a parabola, nor the law quite the truth), so
+    # each bounds the noise from above: the smaller is the tighter bound.
+    if estimates:
+        return min(estimates, key=lambda n: n.sd)
     return Noise(sd=iso.ASSUMED_NOISE, source=f"assumed {iso.ASSUMED_NOISE:.0%}: no repeated seeds to measure it")
 
 

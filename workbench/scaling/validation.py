@@ -51,7 +51,8 @@ def plan(study: StudyFile, ostudy: optuna.Study, budget: float) -> dict[str, Any
 
 def nearest_model(study: StudyFile, n_opt: float, convention: str) -> tuple[dict[str, Any], Any]:
     """The model nearest `n_opt` parameters (in log N): the ladder size nearest in N keeps its
-    depth and other fields, and its width moves in steps that keep every head whole and even."""
+    depth and other fields, and its width moves: in steps of the head size with heads to match
+    when the ladder keeps one head size, else in steps that keep its heads whole and even."""
     ladder = study.spec.ladder
     group = ladder.groups[0]
 
@@ -61,18 +62,23 @@ def nearest_model(study: StudyFile, n_opt: float, convention: str) -> tuple[dict
 
     sizes = [(abs(math.log(count(size)[1] / n_opt)), i) for i, size in enumerate(ladder.sizes)]
     nearest = dict(ladder.sizes[min(sizes)[1]])
-    spec, _ = count(nearest)
-    step = 2 * spec.model.heads
-    widest = max(count(size)[0].model.width for size in ladder.sizes) * WIDEST
+    specs = [count(size)[0].model for size in ladder.sizes]
+    head = {m.head_dim for m in specs}
+    # A ladder that keeps its head size (heads grow with width) keeps it here too; otherwise the
+    # nearest size's heads stay and the width moves in steps that keep each head whole and even.
+    fixed_head = len(head) == 1 and len({m.heads for m in specs}) > 1
+    step = head.pop() if fixed_head else 2 * count(nearest)[0].model.heads
+    widest = max(m.width for m in specs) * WIDEST
     best = None
     for width in range(step, widest + 1, step):
+        shape = {"model.width": width, **({"model.heads": width // step} if fixed_head else {})}
         try:
-            candidate, n = count({**nearest, "model.width": width})
+            candidate, n = count({**nearest, **shape})
         except Infeasible:
             continue
         gap = abs(math.log(n / n_opt))
         if best is None or gap < best[0]:
-            best = (gap, {**group, **nearest, "model.width": width}, candidate)
+            best = (gap, {**group, **nearest, **shape}, candidate)
     if best is None:
         raise FitError(f"no model near the predicted optimum of {n_opt:.3g} parameters passes the study's checks")
     return best[1], best[2]
