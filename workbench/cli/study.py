@@ -36,7 +36,7 @@ def study_run(study_file: Path,
     def progress(s: dict) -> None:
         line = _progress_line(s)
         if line != last[0]:
-            err.print(f"[{datetime.now():%H:%M:%S}] {line}")
+            err.print(f"[{datetime.now():%H:%M:%S}] {line}", soft_wrap=True)    # one line per update
             last[0] = line
 
     try:

@@ -185,7 +185,7 @@ def search_figures(ostudy) -> list[tuple[str, go.Figure]]:
     out: list[tuple[str, go.Figure]] = []
     multi = len(ostudy.directions) > 1
     target = {} if not multi else {"target": lambda t: t.values[0], "target_name": "objective 0"}
-    candidates = [("history", lambda: vis.plot_optimization_history(ostudy, **target))]
+    candidates = [("history", lambda: history_figure(ostudy))]
     if len(complete) >= 2:
         # optuna's plot_param_importances rebuilds hover text trial by trial (seconds for 1000
         # trials); the importances themselves are quick, so draw them here.
@@ -203,6 +203,22 @@ def search_figures(ostudy) -> list[tuple[str, go.Figure]]:
         fig.update_layout(template="plotly_white", height=420)
         out.append((name, fig))
     return out
+
+
+def history_figure(ostudy) -> go.Figure:
+    """The search's history: each completed trial's (first) objective in trial order, and the
+    best so far. Drawn here because Optuna's view indexes values by trial number, which breaks
+    on a study seen with only some of its trials (the searched ones)."""
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+    done = sorted(ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    sign = 1 if ostudy.directions[0] == StudyDirection.MINIMIZE else -1
+    values = [t.values[0] for t in done]
+    best = [sign * v for v in np.minimum.accumulate([sign * v for v in values])] if values else []
+    fig = go.Figure([go.Scatter(x=[t.number for t in done], y=values, mode="markers", name="objective"),
+                     go.Scatter(x=[t.number for t in done], y=best, mode="lines", name="best so far",
+                                line=dict(shape="hv", color=PALETTE[1]))])
+    return _layout(fig, "optimization history (searched trials)", "trial", "objective", logx=False)
 
 
 def importance_figure(ostudy, target=None, target_name: str = "objective") -> go.Figure:

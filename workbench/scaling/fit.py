@@ -172,6 +172,9 @@ def _fit_part(runs: pl.DataFrame, opts: FitOptions, executor, convention: str,
             draws[key] = d
     noise = _noise(runs, part.forms, opts.noise)
     choose.judge(part.forms, noise.sd)
+    for f in part.forms.values():
+        if f.noise is not None:
+            f.noise_dof = noise.dof
     part.selection = choose.selection(part.forms, opts.holdout)
     part.isoflop = _isoflop(runs, opts, noise)
     choose.isoflop_verdict(part.isoflop)

@@ -238,7 +238,8 @@ def _warnings(fitted: pw.Fit, L: np.ndarray, draws: dict | None, opts: FitOption
         out.append((f"E = {fitted.params['E']:.4g} lies above the lowest observed loss ({L.min():.4g})",
                     "runs at smaller compute, so the law is fitted to where loss still falls"))
     if not fitted.converged:
-        out.append((f"L-BFGS-B did not report convergence: {fitted.message}", "more runs spread over N and D"))
+        why = fitted.message.strip().rstrip(":; ")
+        out.append(("L-BFGS-B did not report convergence" + (f" ({why})" if why else ""), "more runs spread over N and D"))
     if draws:
         out += _draws_at_bounds(fitted, draws, L)
     if draws and draws["unconverged"] > 0.01 * opts.bootstrap:

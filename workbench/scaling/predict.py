@@ -27,7 +27,8 @@ class Prediction(Plain):
     estimate: Num = None
     """The fitted law's loss there."""
     lo: Num = None
-    """95% interval for one run: the law's bootstrap spread and run-to-run noise."""
+    """95% interval for one run: the law's bootstrap spread and run-to-run noise (with the
+    uncertainty of the noise estimate when its degrees of freedom are known)."""
     hi: Num = None
     law_lo: Num = None
     """95% interval of the law alone (its bootstrap spread)."""
@@ -107,8 +108,13 @@ def predict(result: FitResult, *, params: float | Mapping[str, float] | None = N
     laws = np.asarray(laws, float)
     out.estimate = float(at)
     out.law_lo, out.law_hi = pw.interval(laws)
+    rng = np.random.default_rng(seed)
+    # The noise is itself an estimate: with few degrees of freedom behind it, each draw takes its
+    # own SD from the estimate's sampling distribution (scaled inverse chi-square), which makes
+    # the one-run interval Student-t-like rather than pretending the SD is known.
+    sd = f.noise * np.sqrt(f.noise_dof / rng.chisquare(f.noise_dof, laws.shape)) if f.noise_dof else f.noise
     with np.errstate(all="ignore"):
-        runs = laws * np.exp(np.random.default_rng(seed).normal(0.0, f.noise, laws.shape))
+        runs = laws * np.exp(rng.normal(0.0, 1.0, laws.shape) * sd)
     out.lo, out.hi = pw.interval(runs)
     return out
 

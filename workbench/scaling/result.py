@@ -171,6 +171,8 @@ class FormFit(Plain):
     """Data-constrained form: R*_D, the repetitions after which repeated tokens are worth 1/e."""
     noise: Num = absent()
     """Run-to-run noise (SD of log loss) its predictions for one run add to the law's spread."""
+    noise_dof: int | None = absent()
+    """Degrees of freedom behind that noise estimate (None: given, assumed or unknown)."""
     flops_per_param_token: Num = absent()
     """L(N, D) forms: k in C = k·N·D under its parameter convention (the median over the runs)."""
     _draws: dict | None = PrivateAttr(None)

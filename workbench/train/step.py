@@ -134,8 +134,12 @@ class Engine:
 
     @property
     def compute_dtype(self) -> torch.dtype:
-        """The dtype the matmuls run in: autocast's under mixed precision, else fp32."""
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.accelerator.mixed_precision, torch.float32)
+        """The dtype the matmuls run in, read from a probe matmul under the run's autocast:
+        asking for fp16 on a CPU leaves the matmuls in fp32 (Accelerate autocasts only bf16
+        there), and a peak timed in fp16 would then put MFU above 1."""
+        with self.accelerator.autocast():
+            probe = torch.nn.functional.linear(torch.ones(1, 8, device=self.device), torch.ones(8, 8, device=self.device))
+        return probe.dtype
 
     def peak_flops(self) -> float:
         """The measured matmul peak of this device in the run's own compute dtype: the ceiling
