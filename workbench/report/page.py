@@ -25,7 +25,7 @@ from workbench.report.scaling import comparison_section, fit_view, scaling_secti
 from workbench.report.suite import finetune_section, suite_section
 from workbench.scaling.result import FitResult
 from workbench.scaling.runs import ladder_runs
-from workbench.study.roles import role, validation_check, with_role
+from workbench.study.roles import validation_checks, with_role
 from workbench.study.schema import StudyFile
 
 TABLE_COLUMNS = [("params.total", "N"), ("compute.6N+attn", "C"), ("tokens", "D"), ("epochs", "epochs"),
@@ -153,9 +153,7 @@ def build(study: StudyFile, ostudy: optuna.Study, df: pl.DataFrame, fit: FitResu
     page = Page()
     _header(page, study, df)
     fitted = ladder_runs(done, loss_column(study))[0] if study.spec.ladder else done
-    checks = [validation_check(t) for t in ostudy.get_trials(deepcopy=False)
-              if role(t.user_attrs) == "validation" and not t.user_attrs.get("retried")]
-    scaling_section(page, study, fitted, view, fit_error, checks)
+    scaling_section(page, study, fitted, view, fit_error, validation_checks(ostudy))
     page.add("<h2>Search</h2><p class='note'>The searched trials only: baselines and ladder points have budgets "
              "and roles of their own and are judged apart.</p>")
     for _, fig in figures.search_figures(with_role(ostudy, "search")):

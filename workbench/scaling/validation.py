@@ -60,14 +60,15 @@ def nearest_model(study: StudyFile, n_opt: float, convention: str) -> tuple[dict
         spec = spec_for(study, {**group, **overrides}, 0)
         return spec, getattr(accounting.count_params(spec), convention)
 
-    sizes = [(abs(math.log(count(size)[1] / n_opt)), i) for i, size in enumerate(ladder.sizes)]
-    nearest = dict(ladder.sizes[min(sizes)[1]])
-    specs = [count(size)[0].model for size in ladder.sizes]
+    counted = [count(size) for size in ladder.sizes]
+    i = min(range(len(counted)), key=lambda j: abs(math.log(counted[j][1] / n_opt)))
+    nearest = dict(ladder.sizes[i])
+    specs = [spec.model for spec, _ in counted]
     head = {m.head_dim for m in specs}
     # A ladder that keeps its head size (heads grow with width) keeps it here too; otherwise the
     # nearest size's heads stay and the width moves in steps that keep each head whole and even.
     fixed_head = len(head) == 1 and len({m.heads for m in specs}) > 1
-    step = head.pop() if fixed_head else 2 * count(nearest)[0].model.heads
+    step = head.pop() if fixed_head else 2 * specs[i].heads
     widest = max(m.width for m in specs) * WIDEST
     best = None
     for width in range(step, widest + 1, step):

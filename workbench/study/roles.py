@@ -73,3 +73,9 @@ def validation_check(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
             "observed": observed,
             "error": observed / estimate - 1 if observed is not None and estimate else None,
             "inside": lo <= observed <= hi if observed is not None and lo is not None and hi is not None else None}
+
+
+def validation_checks(ostudy: optuna.Study) -> list[dict[str, Any]]:
+    """Every validation run of a study that was not replaced by a retry, as validation_check."""
+    return [validation_check(t) for t in ostudy.get_trials(deepcopy=False)
+            if role(t.user_attrs) == "validation" and not t.user_attrs.get("retried")]

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from workbench.plumbing.files import writable_folder
 from workbench.plumbing.process import die_with_parent
 from workbench.study.devices import WorkerPlan, gpu_count, plan_workers
-from workbench.study.roles import ROLES, role, validation_check, with_role
+from workbench.study.roles import ROLES, role, validation_checks, with_role
 from workbench.study.schema import StudyFile
 from workbench.study.storage import create_or_resume, study_dir
 from workbench.study.worker import counted, reap
@@ -67,8 +67,7 @@ def summary(ostudy: optuna.Study) -> dict[str, Any]:
         "baselines": [_brief(t) for t in trials if role(t.user_attrs) == "baseline" and not t.user_attrs.get("retried")],
         "ladder": {"planned": sum(ladder.values()), "done": ladder.get("complete", 0),
                    "failed": ladder.get("fail", 0) + ladder.get("pruned", 0), "running": ladder.get("running", 0)},
-        "validation": [validation_check(t) for t in trials
-                       if role(t.user_attrs) == "validation" and not t.user_attrs.get("retried")],
+        "validation": validation_checks(ostudy),
         "failures": [{"number": t.number, "role": role(t.user_attrs), "status": t.user_attrs.get("status"),
                       "reason": t.user_attrs.get("reason")}
                      for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("status") != "duplicate"
