@@ -93,6 +93,27 @@ class EvalSuite(_Plain):
     """Sampled continuations (prompt, text) saved for people to read."""
 
 
+class BranchRecord(_Plain):
+    """Where a run of a branched warmup-stable-decay schedule stands among its run's branches,
+    and what it costs: its own decay, plus (on the last branch only) the constant-rate part
+    every branch shares, so the charges of a run's branches add up to what it trained."""
+
+    index: int
+    """Its place among the run's branches (0 first; the last is the run's own end)."""
+    count: int
+    """How many branches the run has."""
+    fraction: float
+    """Its token count as a fraction of the run's budget."""
+    fork_tokens: int
+    """Tokens of the constant-rate run it decayed from (shared with the run)."""
+    decay_tokens: int
+    """Tokens of its own decay (tokens = fork_tokens + decay_tokens)."""
+    shared_tokens: int
+    """Tokens of the run's whole constant-rate part (every branch forks from within it)."""
+    charged_compute: dict[str, float]
+    """Compute charged to this run by convention: its decay, plus the shared part on the last branch."""
+
+
 class RunRecord(_Plain):
     name: str
     spec_digest: str
@@ -159,6 +180,9 @@ class RunRecord(_Plain):
     """The pretraining corpus: how its held-out text was chosen, the size of each side, and the
     invalid UTF-8 sequences its files had (read as U+FFFD)."""
     finetune_corpus: CorpusStats | None = None
+    branch: BranchRecord | None = None
+    """For one branch of a branched schedule: which, and what it was charged (its `compute` is
+    that of its own token count, as for a separate run: what fits use)."""
     """The same for the fine-tuning corpus."""
 
 

@@ -188,14 +188,40 @@ class ScheduleSpec(Section):
     """Learning-rate schedule."""
 
     kind: Literal["cosine", "wsd", "constant"] = "cosine"
-    """cosine: warmup then cosine decay to min_lr_ratio; wsd: warmup, stable, then linear decay
-    over the last `decay` fraction; constant: warmup then flat."""
+    """cosine: warmup then cosine decay to min_lr_ratio; wsd (warmup-stable-decay): warmup, a
+    constant rate, then a decay over the last `decay` fraction; constant: warmup then flat."""
     warmup: float = Field(0.05, ge=0.0, lt=1.0)
     """Fraction of training steps spent warming up linearly from zero."""
     decay: float = Field(0.2, gt=0.0, le=1.0)
-    """wsd only: fraction of training steps spent in the final decay."""
+    """wsd only: fraction of training steps spent in the final decay (of each branch's own
+    steps, with branches)."""
+    shape: Literal["linear", "1-sqrt"] = "linear"
+    """wsd only: the decay's shape, from lr down to min_lr_ratio x lr: linear, or 1-sqrt (falls
+    as 1 - sqrt of the decay's progress: quickly at first, then slowly)."""
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
     """Final learning rate as a fraction of lr (cosine and wsd)."""
+    branches: list[Annotated[float, Field(gt=0.0, le=1.0)]] | None = Field(None, min_length=1)
+    """wsd only: token counts, as increasing fractions of the budget ending at 1.0, each of which
+    is a finished run of its own. One run trains at the constant rate; where a branch's decay
+    would begin it saves its state, decays a copy over that branch's last `decay` fraction, scores
+    it and records it as its own run, then goes on from the saved state. A branch is the separate
+    run of its token count with the same warmup tokens, for the cost of its decay alone."""
+
+    @model_validator(mode="after")
+    def _branches(self) -> ScheduleSpec:
+        b = self.branches
+        if b is None:
+            return self
+        if self.kind != "wsd":
+            raise PydanticCustomError("branches", "branches need kind: wsd (a constant rate they can branch from)")
+        if any(y <= x for x, y in zip(b, b[1:])) or b[-1] != 1.0:
+            raise PydanticCustomError("branches", "branches must increase and end at 1.0 (the whole budget), "
+                                      "e.g. [0.25, 0.5, 1.0]; got {b}", {"b": b})
+        if self.warmup >= (1 - self.decay) * b[0]:
+            raise PydanticCustomError(
+                "branches", "the first branch decays from {fork:.3g} of the budget, inside the warmup ({warmup}): "
+                "shorten the warmup or drop the first branch", {"fork": (1 - self.decay) * b[0], "warmup": self.warmup})
+        return self
 
 
 class TrainSpec(Section):
@@ -344,6 +370,18 @@ class Spec(Section):
         out += PARAMETRIZATIONS[m.parametrization].problems(m)
         out += tokenizer.problems(tok)
         out += _batch_problems(("train",), t, m.context)
+        if t.schedule.branches:
+            if t.budget.seconds is not None:
+                out.append((("train", "schedule", "branches"), "branches need a budget in tokens, flops or steps "
+                            "(a seconds budget does not say where each branch ends)"))
+            if t.devices > 1:
+                out.append((("train", "schedule", "branches"), "branches train on one device: data-parallel "
+                            "branched runs are not supported (set train.devices: 1)"))
+            if self.finetune is not None:
+                out.append((("train", "schedule", "branches"), "branches are pretraining runs of their own: "
+                            "a spec with a fine-tuning phase cannot branch"))
+        if self.finetune is not None and self.finetune.schedule.branches:
+            out.append((("finetune", "schedule", "branches"), "only pretraining can branch"))
         if self.finetune is not None and (self.finetune.batch_tokens or self.finetune.micro_batch_tokens):
             out += _batch_problems(("finetune",), self.finetune.recipe(t), m.context)   # else train's, checked
         return out
@@ -363,6 +401,11 @@ class Spec(Section):
                 del section["split"]
         if data["model"]["parametrization"] == "standard":       # base_width is unused then
             del data["model"]["parametrization"], data["model"]["base_width"]
+        for schedule in (data["train"]["schedule"], data.get("finetune", {}).get("schedule", {})):
+            if schedule.get("branches", 0) is None:
+                del schedule["branches"]
+            if schedule.get("shape") == "linear":
+                del schedule["shape"]
         if data["tokenizer"].get("path", 0) is None:
             del data["tokenizer"]["path"]
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -1,6 +1,9 @@
 """A scaling ladder: sizes x budgets x groups, each budget in whole batches; growing a ladder
 keeps its finished points; tuning runs per point, of which the fit takes the best."""
 
+import json
+from pathlib import Path
+
 import polars as pl
 import pytest
 from optuna.trial import TrialState
@@ -155,3 +158,65 @@ def test_a_ladder_point_trains_its_own_size_even_where_the_search_varies_that_fi
     assert trial.user_attrs["status"] == "completed" and trial.params == {}          # nothing sampled
     assert trial.user_attrs["record"]["params"]["total"] == \
         count_params(spec_for(study, {"model.width": 16, "model.heads": 1}, 0)).total
+
+
+# ------------------------------------------------------------------------- branched ladders
+
+def test_a_branched_ladder_trains_one_run_per_size_and_records_every_budget_as_a_point(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    study = load_study(write_study(tmp_path, name="branched", trials=0, base=QUICK, ladder={
+        "tokens": [256, 512, 1024], "sizes": [{"model.depth": 1}, {"model.depth": 2}], "branches": {"decay": 0.2}}))
+    url = str(tmp_path / "s.journal")
+    assert create_or_resume(study, url).user_attrs["planned_trials"] == 6
+    assert work(study, url) == 2                                     # one run per size
+    ostudy = load_existing(study, url)
+    trials = ostudy.get_trials()
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    points = {(t.user_attrs["point"]["model.depth"], t.user_attrs["point"]["train.budget"]["tokens"],
+               t.user_attrs["record"]["tokens"]) for t in trials}
+    assert points == {(d, b, b) for d in (1, 2) for b in (256, 512, 1024)}   # each its own (N, D)
+    assert len(list((tmp_path / "runs" / "branched" / "trials").iterdir())) == 2
+    runs, prov = study_runs(*load_trials(study, url)[::2])
+    assert runs.height == 6
+
+    from workbench.study.supervisor import summary
+    s = summary(ostudy)
+    assert s["ladder"] == {"planned": 6, "done": 6, "failed": 0, "running": 0}
+    b = s["compute"]["branched"]
+    # steps 2, 4, 8 decay from 1, 3 and 6: shared 6 + decays 1 + 1 + 2 against 2 + 4 + 8 separately
+    assert (b["runs"], b["points"]) == (2, 6) and b["saving"] == pytest.approx(14 / 10)
+    assert s["compute"]["flops"] == pytest.approx(b["shared_flops"] + b["decay_flops"])
+    assert work(study, url) == 0 and create_or_resume(study, url).user_attrs["planned_trials"] == 6
+
+
+def test_a_killed_branched_run_resumes_from_its_last_finished_branch(tmp_path, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, name="resume", trials=0, base=QUICK, ladder={
+        "tokens": [128 * 40, 128 * 80, 128 * 600], "sizes": [{"model.depth": 1}], "branches": {}})
+    study = load_study(path)
+    url = str(tmp_path / "s.journal")
+    create_or_resume(study, url)
+    worker = subprocess.Popen([sys.executable, "-m", "workbench", "study", "worker", str(path), "--storage", url,
+                               "--threads", "1"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ostudy = load_existing(study, url)
+    try:
+        deadline = time.time() + 120
+        while not any(t.user_attrs.get("branch") == 1 for t in ostudy.get_trials()):
+            assert time.time() < deadline and worker.poll() is None, "the second branch never finished"
+            time.sleep(0.05)
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+    assert work(study, url) == 1                                     # the retry, reaped and run here
+    trials = ostudy.get_trials()
+    branches = sorted(t.user_attrs["branch"] for t in trials if "branch" in t.user_attrs)
+    assert branches == [0, 1]                                        # none trained or stored twice
+    retry = next(t for t in trials if "retry_of" in t.user_attrs)
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["record"]["steps"] == 600
+    rows = [json.loads(line) for line in (Path(retry.user_attrs["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert min(r["step"] for r in rows if r["kind"] == "train") > 64        # on from the fork of branch 1 (64 steps)

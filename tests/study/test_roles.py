@@ -8,8 +8,8 @@ from optuna.trial import TrialState
 from workbench.study.roles import ROLES, role, with_role
 
 
-def test_the_roles_are_search_baseline_ladder_and_validation():
-    assert list(ROLES) == ["search", "baseline", "ladder", "validation"] and all(ROLES.values())
+def test_the_roles_are_search_baseline_ladder_validation_and_branch():
+    assert list(ROLES) == ["search", "baseline", "ladder", "validation", "branch"] and all(ROLES.values())
     assert [role({"origin": name}) for name in ROLES] == list(ROLES)
     assert role({}) == "search"                      # claimed, origin not yet written
     with pytest.raises(ValueError, match="'tuning' is not a role"):

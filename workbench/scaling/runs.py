@@ -65,7 +65,8 @@ def study_runs(study: StudyFile, table: pl.DataFrame, loss: str | None = None, n
 
 
 LEFT_OUT = {"search": "searched trials (not ladder points)", "baseline": "baselines (not ladder points)",
-            "validation": "validation runs (held out to check the fit)"}
+            "validation": "validation runs (held out to check the fit)",
+            "branch": "branches of searched or baseline runs (not ladder points)"}
 
 
 def ladder_runs(table: pl.DataFrame, loss: str) -> tuple[pl.DataFrame, dict[str, int]]:

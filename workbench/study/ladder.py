@@ -16,9 +16,11 @@ from workbench.study.space import spec_for
 
 def ladder_points(study: StudyFile) -> list[dict[str, Any]]:
     """The ladder's runs, one mapping each: `overrides` (the dotted fields the run applies to the
-    base spec: its size, group, token budget rounded to whole batches, and tuned values) and
-    `point` (the same without the tuned values: which (size, budget, group) it measures). For a
-    flops axis, tokens = C / flops-per-token of that size."""
+    base spec: its size, group, token budget rounded to whole batches, and tuned values),
+    `point` (the same without the tuned values: which (size, budget, group) it measures) and
+    `points` (every point the run measures: with `ladder.branches` one run per size reaches the
+    largest budget and measures each smaller one as a branch, in order, the run's own last). For
+    a flops axis, tokens = C / flops-per-token of that size."""
     ladder = study.spec.ladder
     if ladder is None:
         return []
@@ -30,11 +32,21 @@ def ladder_points(study: StudyFile) -> list[dict[str, Any]]:
             shape = {**group, **size}
             per_token = accounting.flops_per_token(spec_for(study, shape, 0))[ladder.flops_convention] \
                 if ladder.flops else None
-            for budget in ladder.flops or ladder.tokens:
-                tokens = budget / per_token if per_token else budget
-                steps = max(1, round(tokens / batch))
-                point = {**shape, "train.budget": {"tokens": steps * batch}}
-                runs += [{"point": point, "overrides": {**point, **values}} for values in tuned]
+            steps = sorted({max(1, round((budget / per_token if per_token else budget) / batch))
+                            for budget in ladder.flops or ladder.tokens})
+            points = [{**shape, "train.budget": {"tokens": n * batch}} for n in steps]
+            if ladder.branches:
+                # Every branch shares the run's warmup: the base schedule's fraction of the smallest
+                # budget, so no branch warms up longer than its separate run would.
+                base = study.base.train.schedule
+                schedule = {**base.model_dump(mode="json"), "kind": "wsd", "warmup": base.warmup * steps[0] / steps[-1],
+                            "decay": ladder.branches.decay, "shape": ladder.branches.shape,
+                            "branches": [n / steps[-1] for n in steps]}
+                runs += [{"point": points[-1], "points": points,
+                          "overrides": {**points[-1], "train.schedule": schedule, **values}} for values in tuned]
+                continue
+            runs += [{"point": point, "points": [point], "overrides": {**point, **values}}
+                     for point in points for values in tuned]
     return runs
 
 

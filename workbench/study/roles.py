@@ -14,6 +14,8 @@ ROLES: dict[str, str] = {
     "baseline": "a configuration the study file lists under `enqueue`; runs once, to the end, never pruned",
     "ladder": "a designed (size, budget, group) point of the scaling ladder; runs to the end and feeds the fits",
     "validation": "a run beyond the ladder that checks the fit's prediction (observed against predicted)",
+    "branch": "an earlier token count of a searched or baseline run with a branched schedule, recorded as a "
+              "run of its own (a ladder's branches are ladder points)",
 }
 """Every role by name, with what it means; the trials table's `role` column holds these names."""
 

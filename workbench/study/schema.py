@@ -153,6 +153,21 @@ class ValidateSpec(Section):
         return largest * float(self.flops[:-1]) if isinstance(self.flops, str) else float(self.flops)
 
 
+class BranchesSpec(Section):
+    """Several ladder budgets from one run per size: each size trains one warmup-stable-decay
+    run to the largest budget, and every smaller budget is a branch of it that decays over its
+    own last `decay` fraction to the base schedule's min_lr_ratio. The branches share one warmup:
+    the base schedule's warmup fraction of the smallest budget. Each branch is its own ladder
+    point with its own record; the shared constant-rate part is charged once and each decay on
+    its own. Adding a budget to a branched ladder starts new runs (a branch cannot be added to a
+    finished run)."""
+
+    decay: float = Field(0.2, gt=0.0, lt=1.0)
+    """Fraction of each branch's tokens spent decaying."""
+    shape: Literal["linear", "1-sqrt"] = "linear"
+    """The decay's shape."""
+
+
 class LadderSpec(Section):
     """A designed grid of model sizes and budgets for scaling fits. Every point is a trial.
     Points may be added to a running study (budgets, sizes, groups, tuning runs, a validation
@@ -172,6 +187,8 @@ class LadderSpec(Section):
     """Per-point tuning of hyperparameters such as the learning rate (see TuneSpec)."""
     validate_: ValidateSpec | None = Field(None, alias="validate")
     """A validation run beyond the ladder, e.g. {flops: 4x} (see ValidateSpec)."""
+    branches: BranchesSpec | None = None
+    """One run per size with a branch at every budget (see BranchesSpec), e.g. {decay: 0.2}."""
 
     @model_validator(mode="after")
     def _one_axis(self) -> LadderSpec:

@@ -61,8 +61,8 @@ def designed(study: StudyFile) -> list[dict]:
     """The runs the study file designs, in order: its baselines, then its ladder's runs. Each is
     {origin, key, entry, point}: `key` tells a run already stored from a new one."""
     runs = [{"origin": "baseline", "key": key(entry), "entry": entry, "point": None} for entry in study.spec.enqueue]
-    runs += [{"origin": "ladder", "key": key(run["overrides"]), "entry": run["overrides"], "point": run["point"]}
-             for run in ladder_points(study)]
+    runs += [{"origin": "ladder", "key": key(run["overrides"]), "entry": run["overrides"], "point": run["point"],
+              "points": run["points"]} for run in ladder_points(study)]
     return runs
 
 
@@ -96,8 +96,9 @@ def _queue_design(ostudy: optuna.Study, study: StudyFile) -> None:
         if run["origin"] == "baseline":
             _enqueue_overrides(ostudy, study, run["entry"], "baseline", {"key": run["key"]})
         else:   # a designed point applies all its fields itself: nothing is left to the sampler
+            branched = {"branch_points": run["points"]} if len(run["points"]) > 1 else {}
             ostudy.enqueue_trial({}, user_attrs={"origin": "ladder", "overrides": run["entry"], "key": run["key"],
-                                                 "point": run["point"]})
+                                                 "point": run["point"], **branched})
     keys = {run["key"] for run in wanted}
     for t in trials:      # queued, never started, and no longer designed: withdrawn, not counted
         if t.state == TrialState.WAITING and t.user_attrs.get("origin") in ("baseline", "ladder") \
@@ -108,14 +109,17 @@ def _queue_design(ostudy: optuna.Study, study: StudyFile) -> None:
             ostudy._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     validation = 1 if study.spec.ladder and study.spec.ladder.validate_ else 0
     done = ostudy.get_trials(deepcopy=False)
+    # A branched run is a trial for each of its points (its branches are added as they finish).
     ostudy.set_user_attr("planned_trials", study.spec.trials + validation + sum(
-        1 for t in done if t.user_attrs.get("origin") in ("baseline", "ladder") and not t.user_attrs.get("retried")))
+        len(t.user_attrs.get("branch_points") or [None]) for t in done
+        if t.user_attrs.get("origin") in ("baseline", "ladder") and "branch" not in t.user_attrs
+        and not t.user_attrs.get("retried")))
 
 
 def _stored_key(t: optuna.trial.FrozenTrial) -> str | None:
     """A stored designed run's key (studies begun before keys were stored: its overrides)."""
     attrs = t.user_attrs
-    if attrs.get("origin") not in ("baseline", "ladder"):
+    if attrs.get("origin") not in ("baseline", "ladder") or "branch" in attrs:     # a branch is its run's
         return None
     return attrs.get("key") or key({**t.system_attrs.get("fixed_params", {}), **attrs.get("overrides", {})})
 

@@ -56,6 +56,9 @@ def summary(ostudy: optuna.Study) -> dict[str, Any]:
     else:
         best = with_role(ostudy, "search").best_trials if searched else []
     ladder = by_role["ladder"]
+    # A branched ladder run stands for all its points until its branches are stored.
+    points = sum(len(t.user_attrs.get("branch_points") or [None]) for t in trials
+                 if role(t.user_attrs) == "ladder" and "branch" not in t.user_attrs and not t.user_attrs.get("retried"))
     return {
         "study": ostudy.study_name,
         "planned": ostudy.user_attrs.get("planned_trials"),
@@ -65,14 +68,43 @@ def summary(ostudy: optuna.Study) -> dict[str, Any]:
         "objectives": objectives,
         "best": [_brief(t) for t in best],
         "baselines": [_brief(t) for t in trials if role(t.user_attrs) == "baseline" and not t.user_attrs.get("retried")],
-        "ladder": {"planned": sum(ladder.values()), "done": ladder.get("complete", 0),
+        "ladder": {"planned": points, "done": ladder.get("complete", 0),
                    "failed": ladder.get("fail", 0) + ladder.get("pruned", 0), "running": ladder.get("running", 0)},
         "validation": validation_checks(ostudy),
+        "compute": compute_spent(trials),
         "failures": [{"number": t.number, "role": role(t.user_attrs), "status": t.user_attrs.get("status"),
                       "reason": t.user_attrs.get("reason")}
                      for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("status") != "duplicate"
                      and role(t.user_attrs) != "validation"],          # shown with its prediction
     }
+
+
+def compute_spent(trials: list[optuna.trial.FrozenTrial], convention: str = "6N+attn") -> dict[str, Any]:
+    """The training compute the study's runs have spent (FLOPs under `convention`), with each
+    branched run charged its shared constant-rate part once and each branch's decay on its own,
+    against what its points would have cost as separate runs."""
+    spent = shared = decays = separate = 0.0
+    runs = points = 0
+    for t in trials:
+        record = t.user_attrs.get("record")
+        if not record or t.user_attrs.get("retried") or convention not in (record.get("compute") or {}):
+            continue
+        branch, per_token = record.get("branch"), record["flops_per_token"][convention]
+        if branch is None:
+            spent += record["compute"][convention]
+            continue
+        spent += branch["charged_compute"][convention]
+        decays += per_token * branch["decay_tokens"]
+        separate += record["compute"][convention]
+        points += 1
+        if branch["index"] == branch["count"] - 1:
+            shared += per_token * branch["shared_tokens"]
+            runs += 1
+    out: dict[str, Any] = {"convention": convention, "flops": spent}
+    if points:
+        out["branched"] = {"runs": runs, "points": points, "shared_flops": shared, "decay_flops": decays,
+                           "separate_flops": separate, "saving": separate / (shared + decays) if shared + decays else None}
+    return out
 
 
 def _brief(t: optuna.trial.FrozenTrial) -> dict[str, Any]:

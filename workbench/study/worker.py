@@ -3,6 +3,7 @@ workers, and running one trial from suggestion to the storage."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -18,7 +19,7 @@ from optuna.trial import TrialState
 from workbench.plumbing.errors import UserError
 from workbench.plumbing.files import writable_folder
 from workbench.record import RunRecord
-from workbench.study.ladder import largest_budget
+from workbench.study.ladder import key, largest_budget
 from workbench.study.objectives import OBJECTIVES
 from workbench.study.roles import role
 from workbench.study.samplers import PRUNERS, SAMPLERS, GroupedPruner
@@ -29,7 +30,7 @@ from workbench.study.storage import claim_lock, load_existing, study_dir
 # A machine's name in the storage; set WORKBENCH_HOST where machines share a hostname (containers).
 HOST = os.environ.get("WORKBENCH_HOST") or socket.gethostname()
 WORKER_ID = f"{HOST}:{os.getpid()}"
-DESIGN_ATTRS = ("key", "point", "budget", "prediction")   # what a retry keeps of a designed run
+DESIGN_ATTRS = ("key", "point", "branch_points", "budget", "prediction")   # what a retry keeps of a designed run
 MAX_DUPLICATES = 25      # proposals in a row that repeat finished configurations: the space is spent
 
 
@@ -230,10 +231,18 @@ def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root:
             if evals > study.spec.pruner.warmup_evals and trial.should_prune():
                 raise Pruned(f"pruned at step {point.step} ({watched.replace('_', ' ')} {value:.4f})")
 
+    # A branched run keeps its forks under its design's key, so a retry after a killed worker
+    # resumes from the last finished branch; each branch is added to the study as it finishes.
+    run_key = attrs.get("key") or key(chosen)
+    forks = root / "branches" / hashlib.sha256(run_key.encode()).hexdigest()[:16]
+
+    def branch(record: RunRecord) -> None:
+        add_branch(ostudy, study, trial, spec, record, run_key, forks)
+
     try:
         with Heartbeat(ostudy._storage, trial._trial_id, study.spec.heartbeat.interval):
             before_train = time.perf_counter() - start
-            record = train(spec, run_dir, on_eval=report)
+            record = train(spec, run_dir, on_eval=report, on_branch=branch, checkpoints=forks)
     except (torch.OutOfMemoryError, MemoryError) as e:
         return _finish(ostudy, trial, "failed", f"out of memory: {str(e).splitlines()[0][:300]}")
     except Exception as e:
@@ -247,6 +256,38 @@ def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root:
             return _finish(ostudy, trial, "failed", str(e))
         return _finish(ostudy, trial, "completed", None, values)
     return _finish(ostudy, trial, record.status, record.reason)
+
+
+def add_branch(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, spec, record: RunRecord,
+               run_key: str, forks: Path) -> None:
+    """Store a finished branch of `trial`'s branched run as a trial of its own (a ladder point
+    when the run is one; else role `branch`), once: a resumed run hands on again the branches
+    that had finished, and those already stored are skipped."""
+    index = record.branch.index
+    for t in ostudy.get_trials(deepcopy=False):
+        if t.user_attrs.get("branch_key") == run_key and t.user_attrs.get("branch") == index:
+            return
+    from workbench.accounting import budget_tokens
+    attrs = trial.user_attrs
+    data = spec.model_dump(mode="json")         # the separate run this branch stands for: same warmup tokens
+    schedule = data["train"]["schedule"]
+    schedule["warmup"] = schedule["warmup"] * budget_tokens(spec) / record.tokens
+    schedule["branches"], data["train"]["budget"] = None, {"tokens": record.tokens}
+    user = {"origin": "ladder" if attrs.get("origin") == "ladder" else "branch", "branch": index,
+            "branch_of": trial.number, "branch_key": run_key, "worker": WORKER_ID, "fields": attrs.get("fields", {}),
+            "spec": data, "run_dir": str(forks), "record": record.model_dump(mode="json"), "status": record.status}
+    if attrs.get("branch_points"):
+        user["point"] = attrs["branch_points"][index]
+    if record.reason:
+        user["reason"] = record.reason
+    values = None
+    if record.status == "completed":
+        try:
+            values = objective_values(study, record)
+        except ValueError as e:
+            user["status"], user["reason"] = "failed", str(e)
+    ostudy.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE if values else TrialState.FAIL,
+                                               values=values, user_attrs=user))
 
 
 def _finished_twin(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial) -> int | None:

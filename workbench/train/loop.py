@@ -24,14 +24,16 @@ from workbench.data.prepared import prepare, warm_caches
 from workbench.evaluate import suite as judge
 from workbench.evaluate.heldout import heldout_metrics
 from workbench.plumbing.errors import Issue, SpecError
-from workbench.record import (TOKENIZER_FILE, WEIGHTS_FILE, EvalPoint, EvalSuite, Metrics, PhaseRecord, Pruned,
-                              RunRecord, append_metrics, write_record, write_spec)
+from workbench.record import (TOKENIZER_FILE, WEIGHTS_FILE, BranchRecord, EvalPoint, EvalSuite, Metrics,
+                              PhaseRecord, Pruned, RunRecord, append_metrics, write_record, write_spec)
 from workbench.spec import Spec, TrainSpec
+from workbench.train.branches import Branch, Checkpoints, generator_states, plan, restore_generators
 from workbench.train.parallel import launch
 from workbench.train.step import lr_factor, make_engine, peak_memory, train_step
 
 SYNC_EVERY = 10          # steps between reads of the loss (each read waits for the device)
 EVALS_PER_RUN = 5
+BRANCHES_DIR = "branches"   # a branched run's saved forks and finished branch records, in its run folder
 
 
 class _Progress:
@@ -60,7 +62,8 @@ class _Progress:
 
 
 def train(spec: Spec, run_dir: Path | None = None, *, progress: bool = False,
-          on_eval: Callable[[EvalPoint], None] | None = None) -> RunRecord:
+          on_eval: Callable[[EvalPoint], None] | None = None,
+          on_branch: Callable[[RunRecord], None] | None = None, checkpoints: Path | None = None) -> RunRecord:
     """Train `spec` from scratch (then fine-tune it, when the spec has that phase) and return
     its record; with run_dir, also write the run folder (spec.yaml, metrics.jsonl, record.json,
     tokenizer.json, model.safetensors).
@@ -68,6 +71,11 @@ def train(spec: Spec, run_dir: Path | None = None, *, progress: bool = False,
     A NaN or Inf loss ends the run as `diverged`; an on_eval callback raising Pruned ends it as
     `pruned`. Both still return (and write) a record. With `train.devices` above 1 the run is an
     Accelerate data-parallel job in processes of its own (see parallel.py).
+
+    A branched schedule (see branches.py) hands each branch's record to `on_branch` as it
+    finishes (and again, on a resumed run, those that had finished) and returns the last
+    branch's; its forks are saved in `checkpoints` (default: run_dir/branches, else a temporary
+    folder), from which a run started again resumes.
     """
     too_big = accounting.memory_problem(spec)
     if too_big:
@@ -75,7 +83,11 @@ def train(spec: Spec, run_dir: Path | None = None, *, progress: bool = False,
     if spec.train.devices > 1:
         warm_caches(spec)    # tokenizer and streams cached here, not while the ranks wait in a barrier
         return launch(spec, run_dir, on_eval=on_eval, progress=progress)
-    return run_here(spec, run_dir, progress=progress, on_eval=on_eval)
+    if spec.train.schedule.branches and checkpoints is None and run_dir is None:
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="workbench-branches-") as folder:
+            return _Run(spec, None, progress, on_eval, on_branch, Path(folder)).run()
+    return _Run(spec, run_dir, progress, on_eval, on_branch, checkpoints).run()
 
 
 def run_here(spec: Spec, run_dir: Path | None = None, *, progress: bool = False,
@@ -89,7 +101,8 @@ class _Run:
     """One run: the phases in order, then the evaluation suite and the record."""
 
     def __init__(self, spec: Spec, run_dir: Path | None, progress: bool,
-                 on_eval: Callable[[EvalPoint], None] | None):
+                 on_eval: Callable[[EvalPoint], None] | None,
+                 on_branch: Callable[[RunRecord], None] | None = None, checkpoints: Path | None = None):
         self.wall_start = time.perf_counter()
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.spec, self.progress, self.on_eval = spec, progress, on_eval
@@ -115,6 +128,11 @@ class _Run:
         self.timed_tokens, self.compile_s, self.last_loss, self.step = 0, None, float("nan"), 0
         if self.world > 1:         # same initial weights on every rank, but each its own dropout
             torch.manual_seed(spec.train.seed + 7919 * self.rank)
+        self.on_branch = on_branch
+        self.forks = None
+        if spec.train.schedule.branches:
+            folder = checkpoints or (run_dir / BRANCHES_DIR if run_dir is not None else None)
+            self.forks = Checkpoints(folder, spec.digest())
 
     @property
     def device(self) -> torch.device:
@@ -140,9 +158,11 @@ class _Run:
                 suite = self.suite()
             except Exception as e:
                 suite_error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
-        record = self.record(suite, suite_error)
+        record = self.record(suite, suite_error, branch=self.branch_record(-1) if self.forks else None)
         if self.run_dir is not None:
             write_record(self.run_dir, record)
+        if self.forks is not None:
+            self.forks.close()            # the run ended: its forks are no longer needed
         return record
 
     def restart_optimizer(self, t: TrainSpec) -> None:
@@ -188,6 +208,24 @@ class _Run:
         curve = self.curves[name]
         step, train_s, last_loss, pending, lr = 0, 0.0, self.last_loss, [], t.lr
         first_step, finished = not self.phases, False
+        forks: list[Branch] = []
+        if name == "pretrain" and self.forks is not None:
+            self.branches = plan(t.schedule, total_steps)
+            forks = [b for b in self.branches[:-1] if b.fork < b.end]
+            saved = self.forks.latest()
+            done = self.forks.finished() if saved else {}
+            if saved:                           # a run started again: on from its latest fork
+                gens = self.forks.load(saved, engine.accelerator.unwrap_model(engine.net), optimizer)
+                restore_generators(gens, batches.gen)
+                loop = saved["loop"]
+                step, train_s, last_loss = loop["step"], loop["train_s"], loop["last_loss"]
+                self.timed_tokens, self.timed_s = loop["timed_tokens"], loop["timed_s"]
+                curve += [EvalPoint.model_validate(p) for p in loop["curve"]]
+                first_step = False
+                for record in done.values():
+                    if self.on_branch:
+                        self.on_branch(record)
+            forks = [b for b in forks if b.index not in done and b.fork >= step]
 
         # step -> this phase's corpus scored there; fine-tuning starts where pretraining's scores are
         scored: dict[int, Metrics] = {0: self.phases[-1].metrics[name]} if self.phases and self.phases[-1].metrics else {}
@@ -211,6 +249,11 @@ class _Run:
                 eval_point(judged=True)              # the pretrained model on the fine-tuning corpus
             model.train()
             while True:
+                while forks and forks[0].fork == step:
+                    self.branch(forks.pop(0), spec, batches, {
+                        "step": step, "train_s": train_s, "last_loss": last_loss, "timed_tokens": self.timed_tokens,
+                        "timed_s": self.timed_s, "curve": [p.model_dump() for p in curve]})
+                    model.train()
                 if total_steps is not None and step >= total_steps:
                     break
                 if t.budget.seconds is not None:
@@ -269,11 +312,82 @@ class _Run:
                     metrics={k: scored[step] if k == name and step in scored else self.metrics(k)
                              for k in self.prep.texts} if finished else None))
 
-    def suite(self) -> EvalSuite:
-        """The finished model judged beyond loss on the corpus it was last trained on: int8
-        weights, held-out completions and samples to read."""
+    def branch(self, b: Branch, spec: Spec, batches: Batches, loop: dict) -> None:
+        """Branch `b` of a branched schedule, at its fork: save the run's state, train a copy
+        through the branch's decay, score and record it (handing the record on), then put the
+        saved state back so the run goes on as if the branch had never been."""
+        engine, acc, t = self.engine, self.engine.accelerator, spec.train
+        model, optimizer = engine.model, engine.optimizer
+        self.forks.save(b.fork, acc.unwrap_model(engine.net), optimizer, generator_states(batches.gen, engine.cuda), loop)
+        accum = t.batch_tokens // t.micro_tokens
+        status, reason, train_s, last_loss, pending, lr = "completed", None, loop["train_s"], loop["last_loss"], [], t.lr
+        model.train()
+        for step in range(b.fork + 1, b.end + 1):
+            lr = t.lr * lr_factor(t.schedule, max(step / b.end, 1e-3), warmup=b.warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            start = time.perf_counter()
+            pending.append(train_step(model, optimizer, batches, accum, acc, t.grad_clip))
+            if engine.cuda and (step % SYNC_EVERY == 0 or step == b.end):
+                torch.cuda.synchronize()
+            took = time.perf_counter() - start
+            train_s, self.timed_s, self.timed_tokens = train_s + took, self.timed_s + took, self.timed_tokens + t.batch_tokens
+            if step % SYNC_EVERY == 0 or step == b.end:
+                losses = torch.stack(pending).tolist()
+                pending.clear()
+                last_loss = losses[-1]
+                bad = next((v for v in losses if not math.isfinite(v)), None)
+                if bad is not None:
+                    status, reason = "diverged", f"branch {b.index + 1} loss became {bad} by step {step}"
+                    break
+                if self.run_dir is not None:
+                    append_metrics(self.run_dir, {"kind": "train", "phase": "pretrain", "branch": b.index, "step": step,
+                                                  "tokens": step * t.batch_tokens, "loss": last_loss, "lr": lr,
+                                                  "elapsed_s": train_s})
+        metrics, curve = None, [EvalPoint.model_validate(p) for p in loop["curve"] if p["step"] <= b.fork]
+        if status == "completed":
+            metrics = {k: self.metrics(k) for k in self.prep.texts}
+            m = metrics["pretrain"]
+            if not math.isfinite(m.loss):
+                status, reason, metrics = "diverged", f"branch {b.index + 1} validation loss became {m.loss}", None
+            else:
+                point = EvalPoint(step=b.end, tokens=b.end * t.batch_tokens, elapsed_s=train_s, lr=lr,
+                                  train_loss=last_loss, val_loss=m.loss, val_bpb=m.bpb)
+                curve.append(point)
+                if self.run_dir is not None:
+                    append_metrics(self.run_dir, {"kind": "eval", "judged": False, "branch": b.index, **point.model_dump()})
+        steps = b.end if status == "completed" else step
+        phase = PhaseRecord(name="pretrain", tokens=steps * t.batch_tokens, steps=steps, train_s=train_s, lr=t.lr,
+                            metrics=metrics)
+        suite, suite_error = None, None
+        if status == "completed":
+            try:
+                suite = self.suite(phase)
+            except Exception as e:
+                suite_error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+        record = self.record(suite, suite_error, branch=self.branch_record(b.index), phases=[phase], curve=curve,
+                             status=status, reason=reason, last_loss=last_loss, train_s=train_s)
+        self.forks.finish(b.index, record)
+        if self.on_branch:
+            self.on_branch(record)
+        restore_generators(self.forks.load(self.forks.latest(), acc.unwrap_model(engine.net), optimizer), batches.gen)
+
+    def branch_record(self, index: int) -> BranchRecord:
+        """What branch `index` (-1: the last, the run's own end) is among its run's, and its charge."""
+        b, last, batch = self.branches[index], self.branches[-1], self.spec.train.batch_tokens
+        decay = accounting.compute(self.spec, (b.end - b.fork) * batch)
+        shared = accounting.compute(self.spec, last.fork * batch)
+        charged = {k: decay[k] + (shared[k] if b is last else 0.0) for k in decay}
+        return BranchRecord(index=b.index, count=len(self.branches), fraction=b.fraction, fork_tokens=b.fork * batch,
+                            decay_tokens=(b.end - b.fork) * batch, shared_tokens=last.fork * batch,
+                            charged_compute=charged)
+
+    def suite(self, phase: PhaseRecord | None = None) -> EvalSuite:
+        """The finished model (or a branch's: `phase`) judged beyond loss on the corpus it was
+        last trained on: int8 weights, held-out completions and samples to read."""
         acc, t = self.engine.accelerator, self.spec.train
-        target = self.phases[-1].name
+        phase = phase or self.phases[-1]
+        target = phase.name
         net = acc.unwrap_model(self.engine.net)
         q = self.metrics(target, judge.quantize_int8(net))
         start = time.perf_counter()
@@ -282,27 +396,35 @@ class _Run:
             if self.main else (None, [])
         acc.wait_for_everyone()
         self.eval_s += time.perf_counter() - start
-        return EvalSuite(corpus=target, metrics=self.phases[-1].metrics[target], int8_bpb=q.bpb, int8_loss=q.loss,
+        return EvalSuite(corpus=target, metrics=phase.metrics[target], int8_bpb=q.bpb, int8_loss=q.loss,
                          int8_weight_error=judge.int8_error(net), completion=completion, samples=samples)
 
-    def record(self, suite: EvalSuite | None, suite_error: str | None) -> RunRecord:
+    def record(self, suite: EvalSuite | None, suite_error: str | None, *, branch: BranchRecord | None = None,
+               phases: list[PhaseRecord] | None = None, curve: list[EvalPoint] | None = None,
+               status: str | None = None, reason: str | None = None, last_loss: float | None = None,
+               train_s: float | None = None) -> RunRecord:
+        """The run's record; a branch's gives its own phases, curve, outcome and training time."""
         spec, engine = self.spec, self.engine
-        pre = self.phases[0]
-        curve = self.curves["pretrain"]
+        phases = phases or self.phases
+        status, reason = status or self.status, reason if status else self.reason
+        last_loss = self.last_loss if last_loss is None else last_loss
+        train_s = self.train_s if train_s is None else train_s
+        pre = phases[0]
+        curve = self.curves["pretrain"] if curve is None else curve
         final = curve[-1] if curve and pre.metrics else None
-        rate = self.timed_tokens / self.timed_s if self.timed_s else (pre.tokens / self.train_s if self.train_s else None)
+        rate = self.timed_tokens / self.timed_s if self.timed_s else (pre.tokens / train_s if train_s else None)
         fpt = accounting.flops_per_token(spec)
         mem, mem_kind = peak_memory(self.device)
         finite_bpb = [p.val_bpb for p in curve if math.isfinite(p.val_bpb)]
-        ft = self.phases[1] if len(self.phases) > 1 else None
+        ft = phases[1] if len(phases) > 1 else None
         return RunRecord(
-            name=spec.name, spec_digest=spec.digest(), status=self.status, reason=self.reason,
+            name=spec.name, spec_digest=spec.digest(), status=status, reason=reason,
             started_at=self.started_at, device=_device_name(self.device) + (f" x{self.world}" if self.world > 1 else ""),
             precision=engine.accelerator.mixed_precision,
             params=asdict(accounting.count_params(spec)), flops_per_token=fpt, tokens=pre.tokens, steps=pre.steps,
             unique_tokens=self.prep.unique_tokens, epochs=pre.tokens / self.prep.unique_tokens,
             compute=accounting.compute(spec, pre.tokens),
-            train_loss=self.last_loss if math.isfinite(self.last_loss) else None,
+            train_loss=last_loss if math.isfinite(last_loss) else None,
             val_loss=final.val_loss if final else None,
             val_ppl=math.exp(final.val_loss) if final else None,
             val_bpb=final.val_bpb if final else None,
@@ -312,15 +434,15 @@ class _Run:
             mfu=rate * fpt["6N+attn"] / (self.peak_flops * self.world) if rate else None, peak_flops=self.peak_flops,
             peak_dtype=str(self.engine.compute_dtype).removeprefix("torch."),
             peak_memory_bytes=mem, peak_memory_kind=mem_kind,
-            wall_s=time.perf_counter() - self.wall_start, setup_s=self.setup_s, train_s=self.train_s,
+            wall_s=time.perf_counter() - self.wall_start, setup_s=self.setup_s, train_s=train_s,
             eval_s=self.eval_s, compile_s=self.compile_s, tokenizer=self.prep.stats, curve=curve,
-            devices=self.world, phases=self.phases, finetune_curve=self.curves["finetune"],
+            devices=self.world, phases=phases, finetune_curve=self.curves["finetune"],
             finetune_val_loss=ft.metrics["finetune"].loss if ft else None,
             finetune_val_bpb=ft.metrics["finetune"].bpb if ft else None,
             finetune_gain_bpb=pre.metrics["finetune"].bpb - ft.metrics["finetune"].bpb if ft else None,
             forgetting_bpb=ft.metrics["pretrain"].bpb - pre.metrics["pretrain"].bpb if ft else None,
             suite=suite, suite_error=suite_error,
-            corpus=self.prep.corpora["pretrain"], finetune_corpus=self.prep.corpora.get("finetune"))
+            corpus=self.prep.corpora["pretrain"], finetune_corpus=self.prep.corpora.get("finetune"), branch=branch)
 
 
 def _device_name(device: torch.device) -> str:

@@ -25,19 +25,22 @@ from workbench.model.gpt import build_model, lm_loss
 from workbench.spec import ScheduleSpec, Spec
 
 
-def lr_factor(s: ScheduleSpec, progress: float) -> float:
-    """Multiplier of the peak learning rate after `progress` (0..1] of the budget."""
-    if s.warmup and progress < s.warmup:
-        return progress / s.warmup
+def lr_factor(s: ScheduleSpec, progress: float, warmup: float | None = None) -> float:
+    """Multiplier of the peak learning rate after `progress` (0..1] of the budget; `warmup`
+    replaces the schedule's warmup fraction (a branch keeps the whole run's warmup steps)."""
+    warmup = s.warmup if warmup is None else warmup
+    if warmup and progress < warmup:
+        return progress / warmup
     if s.kind == "constant":
         return 1.0
     if s.kind == "cosine":
-        t = (progress - s.warmup) / max(1e-12, 1 - s.warmup)
+        t = (progress - warmup) / max(1e-12, 1 - warmup)
         return s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
     start = 1 - s.decay                                                            # wsd
     if progress <= start:
         return 1.0
-    return 1 - (1 - s.min_lr_ratio) * min(1.0, (progress - start) / s.decay)
+    t = min(1.0, (progress - start) / s.decay)
+    return 1 - (1 - s.min_lr_ratio) * (math.sqrt(t) if s.shape == "1-sqrt" else t)
 
 
 def make_optimizer(model: torch.nn.Module, spec: Spec, device: torch.device) -> torch.optim.Optimizer:
