@@ -186,6 +186,9 @@ def test_a_branched_ladder_trains_one_run_per_size_and_records_every_budget_as_a
     # steps 2, 4, 8 decay from 1, 3 and 6: shared 6 + decays 1 + 1 + 2 against 2 + 4 + 8 separately
     assert (b["runs"], b["points"]) == (2, 6) and b["saving"] == pytest.approx(14 / 10)
     assert s["compute"]["flops"] == pytest.approx(b["shared_flops"] + b["decay_flops"])
+    from workbench.report.page import build
+    html, _ = build(study, ostudy, load_trials(study, url)[2], samples=False)
+    assert "2 branched run(s) gave 6 points" in html and "1.40x less" in html
     assert work(study, url) == 0 and create_or_resume(study, url).user_attrs["planned_trials"] == 6
 
 

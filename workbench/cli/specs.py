@@ -95,7 +95,8 @@ def train(spec_file: Path, set_: SetOption = None,
     spec = spec_from(spec_file, set_)
     run_dir = out_dir or Path("runs") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
     writable_folder(run_dir, "run folder", create=False)
-    record = train_spec(spec, run_dir, progress=not quiet and sys.stderr.isatty())
+    branches = []
+    record = train_spec(spec, run_dir, progress=not quiet and sys.stderr.isatty(), on_branch=branches.append)
     table = Table(show_header=False, box=None)
     rows = [("status", record.status + (f" ({record.reason})" if record.reason else "")),
             ("params (total / non-embedding)", f"{record.params['total']:,} / {record.params['nonembedding']:,}"),
@@ -120,6 +121,15 @@ def train(spec_file: Path, set_: SetOption = None,
                          f"{c.val_bytes:,} of {c.train_bytes + c.val_bytes:,} bytes ({c.chosen})"))
             if c.replaced_chars:
                 rows.append((f"{label}invalid UTF-8", f"{c.replaced_chars:,} sequences read as U+FFFD"))
+    for b in branches + ([record] if record.branch else []):      # a branched schedule: each branch is a run
+        rows.append((f"branch {b.branch.index + 1}/{b.branch.count} (D = {b.tokens:,})",
+                     (f"val bpb {b.val_bpb:.4f}" if b.val_bpb is not None else b.status)
+                     + f", charged {b.branch.charged_compute['6N+attn']:.3e} FLOPs"))
+    if record.branch:
+        separate = sum(b.compute["6N+attn"] for b in branches) + record.compute["6N+attn"]
+        charged = sum(b.branch.charged_compute["6N+attn"] for b in branches) + record.branch.charged_compute["6N+attn"]
+        rows.append(("branches' compute", f"{charged:.3e} FLOPs, against {separate:.3e} as separate runs "
+                                          f"({separate / charged:.2f}x less)"))
     rows += [("tokens/s", f"{record.tokens_per_s:,.0f}" if record.tokens_per_s else "-"),
              ("MFU", f"{record.mfu:.1%}" if record.mfu else "-"),
              ("wall time", f"{record.wall_s:.1f} s"), ("run folder", str(run_dir))]
@@ -168,7 +178,8 @@ def _ladder_size(study) -> str:
     ladder, runs = study.spec.ladder, ladder_points(study)
     if ladder is None:
         return "no ladder"
-    points = len({json.dumps(r["point"], sort_keys=True) for r in runs})
+    points = len({json.dumps(p, sort_keys=True) for r in runs for p in r["points"]})
     tuned = f" x {ladder.tune.trials} tuning runs" if ladder.tune else ""
+    tuned += f" from {len(runs)} branched runs" if ladder.branches else ""
     check = f", a validation run at {ladder.validate_.flops}" if ladder.validate_ else ""
     return f"{points} ladder points{tuned}{check}"

@@ -90,20 +90,10 @@ def _print_summary(s: dict) -> None:
     for v in s.get("validation", []):
         out.print(validation_text(v), soft_wrap=True)
     if s.get("compute"):
-        out.print(compute_text(s["compute"]), soft_wrap=True)
+        from workbench.study.roles import spent_text
+        out.print("compute: " + spent_text(s["compute"]), soft_wrap=True)
     for f in s["failures"]:
         out.print(f"trial {f['number']} ({f['role']}) {f['status']}: {f['reason']}", soft_wrap=True)
-
-
-def compute_text(c: dict) -> str:
-    """One line on the compute the study's runs spent, with what branching saved."""
-    line = f"compute: {c['flops']:.3g} FLOPs trained ({c['convention']})"
-    b = c.get("branched")
-    if b:
-        line += (f"; {b['runs']} branched run(s) gave {b['points']} points for {b['shared_flops']:.3g} shared "
-                 f"(constant rate, charged once) + {b['decay_flops']:.3g} in decays, against "
-                 f"{b['separate_flops']:.3g} as separate runs ({b['saving']:.2f}x less)")
-    return line
 
 
 def validation_text(v: dict) -> str:

@@ -25,7 +25,7 @@ from workbench.report.scaling import comparison_section, fit_view, scaling_secti
 from workbench.report.suite import finetune_section, suite_section
 from workbench.scaling.result import FitResult
 from workbench.scaling.runs import ladder_runs
-from workbench.study.roles import validation_checks, with_role
+from workbench.study.roles import compute_spent, spent_text, validation_checks, with_role
 from workbench.study.schema import StudyFile
 
 TABLE_COLUMNS = [("params.total", "N"), ("compute.6N+attn", "C"), ("tokens", "D"), ("epochs", "epochs"),
@@ -59,17 +59,16 @@ def _counts(df: pl.DataFrame) -> dict[str, int]:
     return {str(k): int(n) for k, n in rows}
 
 
-def _header(page: Page, study: StudyFile, df: pl.DataFrame) -> None:
+def _header(page: Page, study: StudyFile, df: pl.DataFrame, spent: dict) -> None:
     counts = _counts(df)
     starts = [d for d in df["started"].to_list() if d] if "started" in df.columns else []
     ends = [d for d in df["finished"].to_list() if d] if "finished" in df.columns else []
-    spent = df["compute.6N+attn"].sum() if "compute.6N+attn" in df.columns else 0
     devices = sorted({str(d) for d in df["device"].drop_nulls().to_list()}) if "device" in df.columns else []
     rows = [("study", esc(study.name)), ("description", esc(study.spec.description)),
             ("base spec", f"{esc(study.base.name)} ({esc(study.base.digest())})"),
             ("first trial", esc(min(starts)) if starts else "-"), ("last finished", esc(max(ends)) if ends else "-"),
             ("trials", ", ".join(f"{n} {esc(k)}" for k, n in counts.items()) or "none yet"),
-            ("compute spent", f"{spent or 0:.3g} FLOPs (6N+attn, trials that trained)"),
+            ("compute spent", esc(spent_text(spent))),
             ("hardware", esc(", ".join(devices) or "-")),
             ("report written", esc(datetime.now().isoformat(timespec="seconds")))]
     page.add(f"<h1>{esc(study.name)}</h1><table class='kv'>"
@@ -151,7 +150,7 @@ def build(study: StudyFile, ostudy: optuna.Study, df: pl.DataFrame, fit: FitResu
     if "val_bpb" in done.columns:
         done = done.filter(pl.col("val_bpb").is_not_null())
     page = Page()
-    _header(page, study, df)
+    _header(page, study, df, compute_spent(ostudy.get_trials(deepcopy=False)))
     fitted = ladder_runs(done, loss_column(study))[0] if study.spec.ladder else done
     scaling_section(page, study, fitted, view, fit_error, validation_checks(ostudy))
     page.add("<h2>Search</h2><p class='note'>The searched trials only: baselines and ladder points have budgets "

@@ -81,3 +81,42 @@ def validation_checks(ostudy: optuna.Study) -> list[dict[str, Any]]:
     """Every validation run of a study that was not replaced by a retry, as validation_check."""
     return [validation_check(t) for t in ostudy.get_trials(deepcopy=False)
             if role(t.user_attrs) == "validation" and not t.user_attrs.get("retried")]
+
+
+def compute_spent(trials: list[optuna.trial.FrozenTrial], convention: str = "6N+attn") -> dict[str, Any]:
+    """The training compute the study's runs have spent (FLOPs under `convention`), with each
+    branched run charged its shared constant-rate part once and each branch's decay on its own,
+    against what its points would have cost as separate runs."""
+    spent = shared = decays = separate = 0.0
+    runs = points = 0
+    for t in trials:
+        record = t.user_attrs.get("record")
+        if not record or t.user_attrs.get("retried") or convention not in (record.get("compute") or {}):
+            continue
+        branch, per_token = record.get("branch"), record["flops_per_token"][convention]
+        if branch is None:
+            spent += record["compute"][convention]
+            continue
+        spent += branch["charged_compute"][convention]
+        decays += per_token * branch["decay_tokens"]
+        separate += record["compute"][convention]
+        points += 1
+        if branch["index"] == branch["count"] - 1:
+            shared += per_token * branch["shared_tokens"]
+            runs += 1
+    out: dict[str, Any] = {"convention": convention, "flops": spent}
+    if points:
+        out["branched"] = {"runs": runs, "points": points, "shared_flops": shared, "decay_flops": decays,
+                           "separate_flops": separate, "saving": separate / (shared + decays) if shared + decays else None}
+    return out
+
+
+def spent_text(c: dict) -> str:
+    """compute_spent in words: the FLOPs spent, and what branched runs saved."""
+    line = f"{c['flops']:.3g} FLOPs ({c['convention']}, trials that trained)"
+    b = c.get("branched")
+    if b:
+        line += (f"; {b['runs']} branched run(s) gave {b['points']} points for {b['shared_flops']:.3g} FLOPs of shared "
+                 f"constant-rate training (charged once) and {b['decay_flops']:.3g} in decays, against "
+                 f"{b['separate_flops']:.3g} as separate runs" + (f": {b['saving']:.2f}x less" if b["saving"] else ""))
+    return line

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from workbench.plumbing.files import writable_folder
 from workbench.plumbing.process import die_with_parent
 from workbench.study.devices import WorkerPlan, gpu_count, plan_workers
-from workbench.study.roles import ROLES, role, validation_checks, with_role
+from workbench.study.roles import ROLES, compute_spent, role, validation_checks, with_role
 from workbench.study.schema import StudyFile
 from workbench.study.storage import create_or_resume, study_dir
 from workbench.study.worker import counted, reap
@@ -77,34 +77,6 @@ def summary(ostudy: optuna.Study) -> dict[str, Any]:
                      for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("status") != "duplicate"
                      and role(t.user_attrs) != "validation"],          # shown with its prediction
     }
-
-
-def compute_spent(trials: list[optuna.trial.FrozenTrial], convention: str = "6N+attn") -> dict[str, Any]:
-    """The training compute the study's runs have spent (FLOPs under `convention`), with each
-    branched run charged its shared constant-rate part once and each branch's decay on its own,
-    against what its points would have cost as separate runs."""
-    spent = shared = decays = separate = 0.0
-    runs = points = 0
-    for t in trials:
-        record = t.user_attrs.get("record")
-        if not record or t.user_attrs.get("retried") or convention not in (record.get("compute") or {}):
-            continue
-        branch, per_token = record.get("branch"), record["flops_per_token"][convention]
-        if branch is None:
-            spent += record["compute"][convention]
-            continue
-        spent += branch["charged_compute"][convention]
-        decays += per_token * branch["decay_tokens"]
-        separate += record["compute"][convention]
-        points += 1
-        if branch["index"] == branch["count"] - 1:
-            shared += per_token * branch["shared_tokens"]
-            runs += 1
-    out: dict[str, Any] = {"convention": convention, "flops": spent}
-    if points:
-        out["branched"] = {"runs": runs, "points": points, "shared_flops": shared, "decay_flops": decays,
-                           "separate_flops": separate, "saving": separate / (shared + decays) if shared + decays else None}
-    return out
 
 
 def _brief(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
