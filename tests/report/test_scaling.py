@@ -105,3 +105,17 @@ def test_repeated_data_is_flagged_in_the_section_and_the_figures(tmp_path):
     section = _report(*planted_study(tmp_path, list(zip(N, D, L, epochs))))
     assert "id='repeated'" in section and f"{int((epochs > 4).sum())} of {len(L)} runs repeat" in section
     assert "beyond 4 epochs" in section                         # the open markers' legend entry
+
+
+def test_a_validation_run_says_how_much_of_its_interval_is_model_error():
+    from workbench.report.frame import Page
+    from workbench.report.scaling import validation_block
+
+    check = {"number": 7, "status": "completed", "reason": None, "budget": 8e11, "loss": "val_bpb",
+             "predicted": 2.4657, "lo": 2.3628, "hi": 2.5812, "params": 2.78e4, "tokens": 2.89e6, "convention": "",
+             "observed": 2.3881, "error": 2.3881 / 2.4657 - 1, "inside": True}
+    shown, bare = Page(), Page()
+    validation_block(shown, [{**check, "model_error": 0.0154, "model_share": 0.27}])
+    validation_block(bare, [check])
+    assert "27% of its width from model-form error, ±1.5%" in "".join(shown.parts)
+    assert "model-form error" not in "".join(bare.parts)

@@ -113,3 +113,29 @@ def fit_source(source, **options):
     """Load the runs of a study or table and fit them, as `workbench fit` does."""
     runs, prov = load_runs(source, **{k: options.pop(k) for k in LOAD if k in options})
     return fit_runs(runs, prov, **options)
+
+
+QUICK = {"A": 7.4, "alpha": 0.15, "B": 84.0, "beta": 0.31}
+"""A law without E like the quickstart's fit (non-embedding N, val_bpb)."""
+QUICK_SIZES = np.array([3120.0, 12384.0, 27792.0, 49344.0])
+"""The quickstart ladder's non-embedding sizes (widths 16 to 64 at depth 1)."""
+QUICK_K = 10.0
+"""C / (N·D) of the quickstart's runs in non-embedding parameters."""
+
+
+def quick_law(N, D, curvature: float = 0.0):
+    """QUICK, times exp(-curvature·ln(D / 2e5)²): with curvature, the loss keeps falling at large
+    D where the power law flattens, which no form of the fit can follow (a misspecified truth)."""
+    return (QUICK["A"] / N ** QUICK["alpha"] + QUICK["B"] / D ** QUICK["beta"]) * np.exp(-curvature * np.log(D / 2e5) ** 2)
+
+
+def quick_ladder(seed: int, curvature: float = 0.0, noise: float = 0.005) -> pl.DataFrame:
+    """An export-like table of a ladder like the quickstart's: budgets 1e11, 2e11 and 4e11 FLOPs
+    x the 4 sizes, losses from quick_law with multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    C, N = (a.ravel() for a in np.meshgrid([1e11, 2e11, 4e11], QUICK_SIZES, indexing="ij"))
+    D = C / (QUICK_K * N)
+    L = quick_law(N, D, curvature) * np.exp(rng.normal(0, noise, C.size))
+    return pl.DataFrame({"status": ["completed"] * len(L), "origin": ["ladder"] * len(L), "params.total": N,
+                         "params.nonembedding": N, "tokens": D, "compute.6N": C, "compute.6N+attn": C,
+                         "spec.train.budget.flops_convention": ["6N"] * len(L), "val_bpb": L})

@@ -5,6 +5,7 @@ backtest, with the reason and the data that would fix it."""
 import json
 
 import numpy as np
+import pytest
 
 from scaling.planted import chinchilla, fit_source, rising_ladder, two_conventions, write_table
 
@@ -51,3 +52,15 @@ def test_a_law_that_misses_its_own_backtest_gives_no_recommendation(tmp_path):
     planted = fit_source(write_table(tmp_path / "law.csv", params=N, tokens=D, loss=chinchilla(N, D)
                                      * np.exp(rng.normal(0, 0.003, N.size))), bootstrap=50, form="nd")
     assert planted.forms["nd"].supported and planted.forms["nd"].backtest.passed
+
+
+def test_model_error_is_the_backtests_rms_log_error_net_of_noise():
+    from workbench.scaling.choose import model_error
+    from workbench.scaling.result import HeldOut
+
+    held = HeldOut(key=[1.0, 2.0, 3.0], observed=[2.0, 3.0, 4.0],
+                   predicted=[2.0 * np.exp(0.02), 3.0 * np.exp(-0.03), 4.0])
+    rms = np.sqrt((0.02 ** 2 + 0.03 ** 2) / 3)
+    assert model_error(held, 0.0) == pytest.approx(rms)
+    assert model_error(held, 0.01) == pytest.approx(np.sqrt(rms ** 2 - 0.01 ** 2))
+    assert model_error(held, 0.05) == 0.0          # errors the noise explains leave no model error

@@ -177,7 +177,9 @@ def validation_block(page: Page, checks: list[dict]) -> None:
             continue
         head = (f"Predicted before training, at C = {v['budget']:.3g} FLOPs (N = {v['params']:.3g}{v['convention']}, "
                 f"D = {v['tokens']:.3g}, trial {v['number']}): {esc(v['loss'])} {v['predicted']:.4f}, "
-                f"95% interval for one run [{v['lo']:.4f}, {v['hi']:.4f}]")
+                f"95% interval for one run [{v['lo']:.4f}, {v['hi']:.4f}]"
+                + (f" ({v['model_share']:.0%} of its width from model-form error, ±{v['model_error']:.1%} "
+                   f"as the fit's backtest measured it out of sample)" if v.get("model_share") else ""))
         if v["observed"] is None:
             lines.append(f"<p class='note'>{head}; the run is {esc(v['status'])}"
                          + (f": {esc(v['reason'])}" if v["reason"] else "") + ".</p>")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.scaling.result import Allocation, Choice, FitResult, FormFit, GroupFit, IsoFLOP, Selection
+from workbench.scaling.result import Allocation, Choice, FitResult, FormFit, GroupFit, HeldOut, IsoFLOP, Selection
 
 
 def judge(forms: dict[str, FormFit], noise: float) -> None:
@@ -21,6 +21,8 @@ def judge(forms: dict[str, FormFit], noise: float) -> None:
         f.noise = noise
         problems = list(f._problems)
         bt = f.backtest
+        if not bt.reason and bt.held_out:
+            bt.model_error = model_error(bt.held_out, noise)
         if bt.reason:
             problems.append((f"no backtest: {bt.reason}", "more runs, so that some can be held out"))
         elif not bt.held_out or bt.held_out.lo is None:
@@ -39,6 +41,16 @@ def judge(forms: dict[str, FormFit], noise: float) -> None:
         f.supported = not problems
         f.refusal = "; ".join(p for p, _ in problems) or None
         f.fix = "; ".join(dict.fromkeys(fix for _, fix in problems)) or None
+
+
+def model_error(held: HeldOut, noise: float) -> float:
+    """The law's error one extrapolation step out, net of run-to-run noise (SD of log loss): the
+    root mean square of the held-out log errors, less the noise each observed run carries. The
+    backtest is the only out-of-sample look at the form: the bootstrap measures how far the
+    parameters wobble if the form is right, never how wrong the form is."""
+    err = np.log(np.array(held.observed, float) / np.array(held.predicted, float))
+    err = err[np.isfinite(err)]
+    return float(np.sqrt(max(0.0, np.mean(err ** 2) - noise ** 2))) if len(err) else 0.0
 
 
 def selection(forms: dict[str, FormFit], holdout: float) -> Selection:

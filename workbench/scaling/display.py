@@ -36,7 +36,9 @@ def _form_table(name: str, entry: FormFit, prefix: str = "") -> list:
         f"{bt.test_runs} runs, mean |error| {num(bt.mae)} ({bt.mae_relative:.1%}), "
         f"bias {bt.bias:+.3g}, worst {num(bt.max_abs)} ({bt.max_relative:.1%})"
         + (f"; its own 95% interval there ±{bt.half_width:.1%} (log), {bt.outside} run(s) outside"
-           if bt.half_width is not None else "")))
+           if bt.half_width is not None else "")
+        + (f"; model error beyond noise ±{bt.model_error:.1%} (SD of log loss, carried by one-run predictions)"
+           if bt.model_error is not None else "")))
     verdict = _lines("supported: may back a recommendation", style="green") if entry.supported else \
         _lines(f"not supported: {entry.refusal}", f"what would fix it: {entry.fix}", style="yellow")
     return [table, _lines(*lines), verdict]

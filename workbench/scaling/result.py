@@ -133,6 +133,11 @@ class Backtest(Plain):
     """Held-out runs whose loss lies outside that interval."""
     passed: bool | None = absent()
     """The mean |log error| on the held-out runs is within the mean half-width of their intervals."""
+    model_error: Num = absent()
+    """Model-form error one extrapolation step out (SD of log loss): the root mean square of the
+    held-out runs' log errors net of run-to-run noise, sqrt(max(0, mean(err²) - noise²)). Measured
+    out of sample, it holds whatever the form gets wrong beyond the data (misspecification) along
+    with the spread of the law fitted without them; one-run predictions carry it (scaling.predict)."""
     held_out: HeldOut | None = absent()
 
 
