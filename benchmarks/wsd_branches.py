@@ -1,15 +1,16 @@
 """Branched warmup-stable-decay ladders against separate runs, at quickstart scale.
 
-The ladder of studies/wsd-ladder.yaml (4 sizes x 5 budgets, 0.2, 0.4, ..., 1.0 of the largest)
-is trained twice, each over several seeds (ladder groups): once as 20 separate WSD runs per seed
+The ladder of studies/wsd-ladder.yaml (4 sizes x 5 budgets, 0.2, 0.4, ..., 1.0 of the largest),
+with its budgets scaled by --scale (default 0.5, to keep 3 seeds both ways near 15 minutes), is
+trained twice, each over several seeds (ladder groups): once as 20 separate WSD runs per seed
 (each with its own 5% warmup and 20% decay), once branched (one run per size and seed, every
 smaller budget a branch with a 20% decay). Printed: each point's loss both ways against the
 seed-to-seed spread, the compute each way (measured from the run records), and the IsoFLOP
 exponent of each ladder with its interval.
 
-    python benchmarks/wsd_branches.py [--seeds 3] [--workers 2] [--out runs/bench-wsd]
+    python benchmarks/wsd_branches.py [--seeds 3] [--scale 0.5] [--workers 2] [--out runs/bench-wsd]
 
-About 12 minutes on two CPU cores. The studies stay in --out (a second run resumes them).
+About 15 minutes on two otherwise idle CPU cores. The studies stay in --out (a second run resumes them).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from workbench.study.table import load_trials
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def study_file(out: Path, name: str, seeds: int, branched: bool) -> Path:
+def study_file(out: Path, name: str, seeds: int, scale: float, branched: bool) -> Path:
     """The wsd-ladder study with one ladder group per seed; separate runs get the same WSD
     schedule as the branches (5% warmup, 20% linear decay to 0.1 of the peak), each over its own D."""
     data = yaml.safe_load((ROOT / "studies" / "wsd-ladder.yaml").read_text())
@@ -40,6 +41,7 @@ def study_file(out: Path, name: str, seeds: int, branched: bool) -> Path:
     base["train"].update(schedule={"kind": "wsd", "warmup": 0.05, "decay": 0.2}, completions=0, samples=0)
     data.update(name=name, base=base)
     data["ladder"]["groups"] = [{"train.seed": s} for s in range(seeds)]
+    data["ladder"]["flops"] = [float(c) * scale for c in data["ladder"]["flops"]]
     if not branched:
         del data["ladder"]["branches"]
     path = out / f"{name}.yaml"
@@ -64,12 +66,13 @@ def run(path: Path, out: Path, workers: int) -> tuple[pl.DataFrame, dict, object
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--scale", type=float, default=0.5, help="multiplies the example's budgets")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-wsd"))
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    sep, sep_c, sep_fit, sep_s = run(study_file(a.out, "wsd-separate", a.seeds, False), a.out, a.workers)
-    br, br_c, br_fit, br_s = run(study_file(a.out, "wsd-branched", a.seeds, True), a.out, a.workers)
+    sep, sep_c, sep_fit, sep_s = run(study_file(a.out, "wsd-separate", a.seeds, a.scale, False), a.out, a.workers)
+    br, br_c, br_fit, br_s = run(study_file(a.out, "wsd-branched", a.seeds, a.scale, True), a.out, a.workers)
 
     # Each (size, budget): the mean over seeds both ways, against the seed-to-seed SD of the separate runs.
     both = sep.join(br, on=["width", "seed", "tokens"], suffix="_br")

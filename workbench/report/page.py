@@ -141,14 +141,6 @@ def _samples(page: Page, study: StudyFile, done: pl.DataFrame, prompt: str, toke
         page.add(f"<h3>{title}</h3>{body}")
 
 
-def _with_model_error(checks: list[dict], ostudy: optuna.Study) -> list[dict]:
-    """Each validation check with the model-form error its prediction carried (SD of log loss,
-    from the fit's backtest) and the share of the interval's width it added, where recorded."""
-    recorded = {t.number: t.user_attrs.get("prediction") or {} for t in ostudy.get_trials(deepcopy=False)}
-    return [{**c, "model_error": recorded.get(c["number"], {}).get("model_error"),
-             "model_share": recorded.get(c["number"], {}).get("model_share")} for c in checks]
-
-
 def build(study: StudyFile, ostudy: optuna.Study, df: pl.DataFrame, fit: FitResult | None = None,
           fit_error: str | None = None, samples: bool = True, prompt: str = "def ",
           sample_tokens: int = 160) -> tuple[str, int]:
@@ -160,7 +152,7 @@ def build(study: StudyFile, ostudy: optuna.Study, df: pl.DataFrame, fit: FitResu
     page = Page()
     _header(page, study, df, compute_spent(ostudy.get_trials(deepcopy=False)))
     fitted = ladder_runs(done, loss_column(study))[0] if study.spec.ladder else done
-    scaling_section(page, study, fitted, view, fit_error, _with_model_error(validation_checks(ostudy), ostudy))
+    scaling_section(page, study, fitted, view, fit_error, validation_checks(ostudy))
     page.add("<h2>Search</h2><p class='note'>The searched trials only: baselines and ladder points have budgets "
              "and roles of their own and are judged apart.</p>")
     for _, fig in figures.search_figures(with_role(ostudy, "search")):

@@ -72,6 +72,7 @@ def validation_check(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
             "budget": attrs.get("budget"), "loss": pred.get("loss"), "predicted": estimate, "lo": lo, "hi": hi,
             "params": pred.get("params"), "tokens": pred.get("tokens"), "fields": attrs.get("overrides", {}),
             "convention": f" {pred['convention']}" if pred.get("convention") not in (None, "as given") else "",
+            "model_error": pred.get("model_error"), "model_share": pred.get("model_share"),
             "observed": observed,
             "error": observed / estimate - 1 if observed is not None and estimate else None,
             "inside": lo <= observed <= hi if observed is not None and lo is not None and hi is not None else None}

@@ -378,6 +378,8 @@ class _Run:
         decay = accounting.compute(self.spec, (b.end - b.fork) * batch)
         shared = accounting.compute(self.spec, last.fork * batch)
         charged = {k: decay[k] + (shared[k] if b is last else 0.0) for k in decay}
+        if b is last and self.status != "completed":      # stopped early: charged what it trained
+            charged = accounting.compute(self.spec, self.phases[0].tokens)
         return BranchRecord(index=b.index, count=len(self.branches), fraction=b.fraction, fork_tokens=b.fork * batch,
                             decay_tokens=(b.end - b.fork) * batch, shared_tokens=last.fork * batch,
                             charged_compute=charged)
