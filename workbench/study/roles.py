@@ -94,10 +94,11 @@ def compute_spent(trials: list[optuna.trial.FrozenTrial], convention: str = "6N+
         record = t.user_attrs.get("record")
         if not record or t.user_attrs.get("retried") or convention not in (record.get("compute") or {}):
             continue
-        branch, per_token = record.get("branch"), record["flops_per_token"][convention]
+        branch = record.get("branch")
         if branch is None:
             spent += record["compute"][convention]
             continue
+        per_token = record["flops_per_token"][convention]
         spent += branch["charged_compute"][convention]
         decays += per_token * branch["decay_tokens"]
         separate += record["compute"][convention]
