@@ -24,6 +24,7 @@ def test_cli_study_status_and_export(tmp_path):
     text = subprocess.run([sys.executable, "-m", "workbench", "study", "status", str(path)],
                           cwd=tmp_path, capture_output=True, text=True)
     assert "best searched trials" in text.stdout and "ladder 1/1 points done" in text.stdout
+    assert "compute: " in text.stdout and "FLOPs (6N+attn, trials that trained)" in text.stdout
     export = subprocess.run([sys.executable, "-m", "workbench", "study", "export", str(path), "-o", "r.parquet"],
                             cwd=tmp_path, capture_output=True, text=True)
     exported = pl.read_parquet(tmp_path / "r.parquet")

@@ -82,7 +82,8 @@ def _trials_table(title: str, s: dict, trials: list[dict]) -> Table:
 
 def _print_summary(s: dict) -> None:
     out.print(f"study {s['study']}: " + ", ".join(f"{n} {k}" for k, n in sorted(s["states"].items())))
-    out.print(_trials_table("best searched trials", s, s["best"]))
+    if s["best"]:
+        out.print(_trials_table("best searched trials", s, s["best"]))
     if s["baselines"]:
         out.print(_trials_table("baselines", s, s["baselines"]))
     if s["ladder"]["planned"]:
