@@ -113,3 +113,21 @@ def test_branches_need_a_budget_that_says_where_they_end():
 def test_the_digest_of_specs_without_branches_is_unchanged():
     assert tiny_spec().digest() == tiny_spec(**{"train.schedule": {"kind": "cosine"}}).digest()
     assert branched().digest() != branched(fractions=(0.5, 1.0)).digest()
+
+
+def test_a_fresh_run_never_meets_the_fork_another_spec_left_behind(tmp_path):
+    """A run stopped between renaming its fork into place and naming it leaves a fork without a
+    pointer; a changed spec started in the same folder must neither resume from it nor go back
+    to it after a branch."""
+    def stop(record):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        train(branched(steps=40), tmp_path / "run", on_branch=stop)
+    (tmp_path / "run" / "branches" / "latest.json").unlink()
+    other = branched(steps=40, **{"train.lr": 1e-3})
+    got = []
+    last = train(other, tmp_path / "run", on_branch=got.append)
+    alone = []
+    alone_last = train(other, tmp_path / "alone", on_branch=alone.append)
+    assert [r.val_loss for r in got + [last]] == pytest.approx([r.val_loss for r in alone + [alone_last]], abs=1e-6)

@@ -74,13 +74,14 @@ class Checkpoints:
 
     def latest(self) -> dict | None:
         """The latest saved fork ({fork: steps, loop: the loop's counters, dir}) of this spec,
-        or None (nothing saved, or saved by another spec: then cleared)."""
-        pointer = self.folder / LATEST
+        or None: nothing saved, or saved by another spec, or left without its pointer by a run
+        stopped between the two writes; then whatever the folder holds is cleared, so a fresh
+        run never meets another's fork."""
         try:
-            saved = json.loads(pointer.read_text())
+            saved = json.loads((self.folder / LATEST).read_text())
         except (OSError, ValueError):
-            return None
-        if saved.get("digest") != self.digest or not (self.folder / saved.get("dir", "-")).is_dir():
+            saved = None
+        if not saved or saved.get("digest") != self.digest or not (self.folder / saved.get("dir", "-")).is_dir():
             self.clear()
             return None
         return saved
@@ -143,6 +144,8 @@ class Checkpoints:
         (self.folder / LATEST).unlink(missing_ok=True)
 
     def clear(self) -> None:
+        if not self.folder.is_dir():
+            return
         for path in list(self.folder.glob("fork-*")) + list(self.folder.glob(".fork-*")) \
                 + list(self.folder.glob("branch-*.json")):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
