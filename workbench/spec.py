@@ -219,8 +219,8 @@ class ScheduleSpec(Section):
                                       "e.g. [0.25, 0.5, 1.0]; got {b}", {"b": b})
         if self.warmup >= (1 - self.decay) * b[0]:
             raise PydanticCustomError(
-                "branches", "the first branch decays from {fork:.3g} of the budget, inside the warmup ({warmup}): "
-                "shorten the warmup or drop the first branch", {"fork": (1 - self.decay) * b[0], "warmup": self.warmup})
+                "branches", f"the first branch decays from {(1 - self.decay) * b[0]:.3g} of the budget, inside the "
+                f"warmup ({self.warmup:.3g}): shorten the warmup or drop the first branch")
         return self
 
 

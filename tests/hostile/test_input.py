@@ -111,6 +111,13 @@ BAD_STUDIES = {
                               "less than or equal"),
     "constraint against NaN": ({"constraints": ["params <= nan"]}, "constraints.0", "not a finite number"),
     "study named ..": ({"name": ".."}, "name", "not a safe folder name"),
+    "branches that are all decay": ({"ladder": {"tokens": [256, 512], "sizes": [{"model.width": 32}],
+                                                "branches": {"decay": 1.0}}}, "ladder.branches.decay", "less than 1"),
+    "branches of an unknown shape": ({"ladder": {"tokens": [256, 512], "sizes": [{"model.width": 32}],
+                                                 "branches": {"shape": "cosine"}}}, "ladder.branches.shape", "linear"),
+    "branches inside the warmup": ({"base": {**BASE, "train": {**BASE["train"], "schedule": {"warmup": 0.9}}},
+                                    "ladder": {"tokens": [256, 1024], "sizes": [{"model.width": 32}], "branches": {}}},
+                                   "ladder.branches", "inside the warmup (0.225)"),
 }
 
 

@@ -10,6 +10,7 @@ from workbench.plumbing import dotted
 from workbench.plumbing.errors import Issue, SpecError
 from workbench.spec import Spec
 from workbench.specfile import read_with_extends, read_yaml, resolve_paths, validate_data
+from workbench.study.ladder import ladder_points
 from workbench.study.objectives import OBJECTIVES
 from workbench.study.schema import ChoiceParam, FloatParam, IntParam, StudyFile, StudySpec
 from workbench.study.space import Infeasible, spec_for
@@ -50,6 +51,13 @@ def load_study(path: str | Path) -> StudyFile:
                 except Infeasible as e:
                     file, line = locs.get(("ladder", "sizes"), (str(path), None))
                     problems.append(Issue(file, line, "ladder.sizes", f"{ {**group, **size} }: {e}"))
+    if not problems and spec.ladder and spec.ladder.branches:
+        for run in ladder_points(study)[:1]:       # the branched schedule each run takes
+            try:
+                spec_for(study, run["overrides"], 0)
+            except Infeasible as e:
+                file, line = locs.get(("ladder", "branches"), (str(path), None))
+                problems.append(Issue(file, line, "ladder.branches", f"the branched runs cannot be trained: {e}"))
     if problems:
         raise SpecError(problems)
     return study
