@@ -136,8 +136,11 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 0.3) 
     the ceiling; measured once per process and dtype, so every run and bench of a study worker
     divides by the same ceiling."""
     n = 4096 if device.type == "cuda" else 1024
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    # A generator of its own: drawing from the global one would shift the first run's dropout
+    # masks in a process (this measurement is cached), so a run would depend on what ran before.
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     linear = torch.nn.functional.linear                       # a @ b.T: same FLOPs as a @ b
     linear(a, b)

@@ -380,6 +380,9 @@ class Spec(Section):
             if self.finetune is not None:
                 out.append((("train", "schedule", "branches"), "branches are pretraining runs of their own: "
                             "a spec with a fine-tuning phase cannot branch"))
+            if t.precision == "fp16":
+                out.append((("train", "precision"), "fp16 cannot branch: its loss scale is not kept with a fork, "
+                            "so a branch would not be its separate run (use bf16 or fp32)"))
         if self.finetune is not None and self.finetune.schedule.branches:
             out.append((("finetune", "schedule", "branches"), "only pretraining can branch"))
         if self.finetune is not None and (self.finetune.batch_tokens or self.finetune.micro_batch_tokens):

@@ -105,3 +105,19 @@ def test_a_ladder_that_cannot_back_a_prediction_records_why_and_the_study_still_
     assert "L(N, D)" in v["reason"]
     json.dumps(s)
     assert s["counted"] == s["planned"] == 4
+
+
+def test_the_validation_run_of_a_branched_ladder_trains_its_schedule_unbranched(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ladder = {"flops": [2e8, 4e8, 8e8, 1.6e9], "sizes": SIZES, "validate": {"flops": "2x"}}
+    study = load_study(write_study(tmp_path, name="val", trials=0, base=QUICK, ladder=ladder))
+    ostudy = _plant_ladder(study, default_storage(study))
+    branched = load_study(write_study(tmp_path, name="val", trials=0, base=QUICK,
+                                      ladder={**ladder, "branches": {"decay": 0.25, "shape": "1-sqrt"}}))
+    planned = plan(branched, ostudy, 3.2e9)
+    schedule, tokens = planned["overrides"]["train.schedule"], planned["overrides"]["train.budget"]["tokens"]
+    spec = spec_for(branched, planned["overrides"], 0)
+    smallest = 2e8 / accounting.flops_per_token(spec)["6N+attn"]
+    assert (schedule["kind"], schedule["decay"], schedule["shape"], schedule["branches"]) == ("wsd", 0.25, "1-sqrt", None)
+    assert schedule["warmup"] == pytest.approx(0.05 * smallest / tokens)     # the ladder's warmup tokens
+    assert "train.schedule" not in plan(study, ostudy, 3.2e9)["overrides"]    # an unbranched ladder keeps the base's

@@ -223,3 +223,19 @@ def test_a_killed_branched_run_resumes_from_its_last_finished_branch(tmp_path, m
     assert retry.state == TrialState.COMPLETE and retry.user_attrs["record"]["steps"] == 600
     rows = [json.loads(line) for line in (Path(retry.user_attrs["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     assert min(r["step"] for r in rows if r["kind"] == "train") > 64        # on from the fork of branch 1 (64 steps)
+
+
+def test_branches_of_a_branched_base_spec_are_not_ladder_points_of_a_plain_ladder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = {**QUICK, "train": {**QUICK["train"], "schedule": {"kind": "wsd", "warmup": 0.0, "branches": [0.5, 1.0]}}}
+    study = load_study(write_study(tmp_path, name="based", trials=0, base=base,
+                                   ladder={"tokens": [512, 1024], "sizes": [{"model.depth": 1}]}))
+    url = str(tmp_path / "s.journal")
+    create_or_resume(study, url)
+    assert work(study, url) == 2
+    study, ostudy, table = load_trials(study, url)
+    assert sorted(table["role"].to_list()) == ["branch", "branch", "ladder", "ladder"]
+    runs, prov = study_runs(study, table)
+    assert runs.height == 2                                          # the ladder's own points only
+    from workbench.study.supervisor import summary
+    assert summary(ostudy)["ladder"] == {"planned": 2, "done": 2, "failed": 0, "running": 0}

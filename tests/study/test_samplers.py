@@ -44,3 +44,24 @@ def test_every_named_sampler_repeats_itself_from_its_seed(tmp_path, kind):
 def test_every_named_pruner_builds(tmp_path, kind):
     study = load_study(write_study(tmp_path, pruner={"kind": kind}))
     assert isinstance(PRUNERS[study.spec.pruner.kind].make(), optuna.pruners.BasePruner)
+
+
+def test_samplers_learn_from_the_search_alone_so_ladder_points_leave_gp_its_space():
+    """A ladder point has no parameters: in the whole study it empties the intersection search
+    space GP and CMA-ES sample in (they fall back to random draws); the search's view keeps it."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from workbench.study.samplers import SearchView
+
+    study = optuna.create_study()
+    space = {"x": FloatDistribution(0.0, 1.0)}
+    for x in (0.2, 0.5, 0.8):
+        study.add_trial(create_trial(params={"x": x}, distributions=space, values=[x], user_attrs={"origin": "search"}))
+    study.add_trial(create_trial(values=[3.0], user_attrs={"origin": "ladder"}))
+    running = study.ask()
+    bare, viewed = optuna.samplers.GPSampler(seed=0), SearchView(optuna.samplers.GPSampler(seed=0))
+    assert bare.infer_relative_search_space(study, running) == {}
+    assert viewed.infer_relative_search_space(study, running) == space
+    study.tell(running, state=TrialState.FAIL)

@@ -131,3 +131,14 @@ def test_a_fresh_run_never_meets_the_fork_another_spec_left_behind(tmp_path):
     alone = []
     alone_last = train(other, tmp_path / "alone", on_branch=alone.append)
     assert [r.val_loss for r in got + [last]] == pytest.approx([r.val_loss for r in alone + [alone_last]], abs=1e-6)
+
+
+def test_one_run_folder_is_held_by_one_run_at_a_time(tmp_path):
+    from workbench.train.branches import Checkpoints
+    first, second = Checkpoints(tmp_path, "a"), Checkpoints(tmp_path, "a")
+    first.acquire()
+    with pytest.raises(RuntimeError, match="another process is training this branched run"):
+        second.acquire()
+    first.close(done=False)
+    second.acquire()                       # let go: the next run may take it
+    second.close()

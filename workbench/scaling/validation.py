@@ -37,6 +37,15 @@ def plan(study: StudyFile, ostudy: optuna.Study, budget: float) -> dict[str, Any
     batch = spec.train.batch_tokens
     tokens = max(1, round(budget / per_token / batch)) * batch
     overrides["train.budget"] = {"tokens": tokens}
+    ladder = study.spec.ladder
+    if ladder.branches:
+        # The points were WSD branches: the check trains the same schedule, unbranched, with the
+        # warmup tokens its size had on the ladder (the base fraction of the smallest budget).
+        base = study.base.train.schedule
+        smallest = min(ladder.flops) / per_token if ladder.flops else min(ladder.tokens)
+        overrides["train.schedule"] = {**base.model_dump(mode="json"), "kind": "wsd", "branches": None,
+                                       "decay": ladder.branches.decay, "shape": ladder.branches.shape,
+                                       "warmup": base.warmup * min(1.0, smallest / tokens)}
     params = accounting.count_params(spec)
     got = predict(result, params={"total": params.total, "nonembedding": params.nonembedding},
                   tokens=float(tokens), seed=study.spec.sampler.seed)

@@ -98,16 +98,23 @@ def compute_spent(trials: list[optuna.trial.FrozenTrial], convention: str = "6N+
         if branch is None:
             spent += record["compute"][convention]
             continue
-        per_token = record["flops_per_token"][convention]
         spent += branch["charged_compute"][convention]
+        last = branch["index"] == branch["count"] - 1
+        runs += last
+        if record["status"] != "completed":      # stopped early: what it trained, no point measured
+            if last:
+                shared += branch["charged_compute"][convention]
+            else:
+                decays += branch["charged_compute"][convention]
+            continue
+        per_token = record["flops_per_token"][convention]
         decays += per_token * branch["decay_tokens"]
         separate += record["compute"][convention]
         points += 1
-        if branch["index"] == branch["count"] - 1:
+        if last:
             shared += per_token * branch["shared_tokens"]
-            runs += 1
     out: dict[str, Any] = {"convention": convention, "flops": spent}
-    if points:
+    if runs or points:
         out["branched"] = {"runs": runs, "points": points, "shared_flops": shared, "decay_flops": decays,
                            "separate_flops": separate, "saving": separate / (shared + decays) if shared + decays else None}
     return out

@@ -38,6 +38,38 @@ SAMPLERS: dict[str, Sampler] = {
 """Every sampler by name: a study's `sampler.kind` accepts exactly these."""
 
 
+class SearchView(optuna.samplers.BaseSampler):
+    """A named sampler that learns from the search's own trials only: the searched ones and the
+    baselines, which share its budget. Ladder points, validation runs and branches train other
+    budgets and would mislead it; and having no parameters, one of them would empty the
+    intersection search space that GP and CMA-ES sample in, leaving them sampling at random."""
+
+    def __init__(self, inner: optuna.samplers.BaseSampler):
+        self.inner = inner
+
+    @staticmethod
+    def _view(study: optuna.Study) -> optuna.Study:
+        return filtered_study(study, lambda t: role(t.user_attrs) in ("search", "baseline"))
+
+    def infer_relative_search_space(self, study, trial):
+        return self.inner.infer_relative_search_space(self._view(study), trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self.inner.sample_relative(self._view(study), trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.inner.sample_independent(self._view(study), trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self.inner.before_trial(self._view(study), trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self.inner.after_trial(self._view(study), trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
+
 @dataclass(frozen=True)
 class Pruner:
     doc: str

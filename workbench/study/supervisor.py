@@ -56,9 +56,17 @@ def summary(ostudy: optuna.Study) -> dict[str, Any]:
     else:
         best = with_role(ostudy, "search").best_trials if searched else []
     ladder = by_role["ladder"]
-    # A branched ladder run stands for all its points until its branches are stored.
-    points = sum(len(t.user_attrs.get("branch_points") or [None]) for t in trials
-                 if role(t.user_attrs) == "ladder" and "branch" not in t.user_attrs and not t.user_attrs.get("retried"))
+    # A branched ladder run stands for all its points until its branches are stored; those it
+    # never reached (it diverged or failed first) count as failed once it has ended.
+    runs = [t for t in trials if role(t.user_attrs) == "ladder" and "branch" not in t.user_attrs
+            and not t.user_attrs.get("retried")]
+    points = sum(len(t.user_attrs.get("branch_points") or [None]) for t in runs)
+    stored: dict[str, int] = {}
+    for t in trials:
+        if "branch" in t.user_attrs:
+            stored[t.user_attrs.get("branch_key")] = stored.get(t.user_attrs.get("branch_key"), 0) + 1
+    unreached = sum(max(0, len(t.user_attrs["branch_points"]) - 1 - stored.get(t.user_attrs.get("forks"), 0))
+                    for t in runs if t.user_attrs.get("branch_points") and t.state.is_finished())
     return {
         "study": ostudy.study_name,
         "planned": ostudy.user_attrs.get("planned_trials"),
@@ -69,7 +77,8 @@ def summary(ostudy: optuna.Study) -> dict[str, Any]:
         "best": [_brief(t) for t in best],
         "baselines": [_brief(t) for t in trials if role(t.user_attrs) == "baseline" and not t.user_attrs.get("retried")],
         "ladder": {"planned": points, "done": ladder.get("complete", 0),
-                   "failed": ladder.get("fail", 0) + ladder.get("pruned", 0), "running": ladder.get("running", 0)},
+                   "failed": ladder.get("fail", 0) + ladder.get("pruned", 0) + unreached,
+                   "running": ladder.get("running", 0)},
         "validation": validation_checks(ostudy),
         "compute": compute_spent(trials),
         "failures": [{"number": t.number, "role": role(t.user_attrs), "status": t.user_attrs.get("status"),

@@ -19,10 +19,10 @@ from optuna.trial import TrialState
 from workbench.plumbing.errors import UserError
 from workbench.plumbing.files import writable_folder
 from workbench.record import RunRecord
-from workbench.study.ladder import key, largest_budget
+from workbench.study.ladder import largest_budget
 from workbench.study.objectives import OBJECTIVES
 from workbench.study.roles import role
-from workbench.study.samplers import PRUNERS, SAMPLERS, GroupedPruner
+from workbench.study.samplers import PRUNERS, SAMPLERS, GroupedPruner, SearchView
 from workbench.study.schema import FloatParam, StudyFile
 from workbench.study.space import Infeasible, grid, space_size, spec_for, suggest
 from workbench.study.storage import claim_lock, load_existing, study_dir
@@ -30,7 +30,7 @@ from workbench.study.storage import claim_lock, load_existing, study_dir
 # A machine's name in the storage; set WORKBENCH_HOST where machines share a hostname (containers).
 HOST = os.environ.get("WORKBENCH_HOST") or socket.gethostname()
 WORKER_ID = f"{HOST}:{os.getpid()}"
-DESIGN_ATTRS = ("key", "point", "branch_points", "budget", "prediction")   # what a retry keeps of a designed run
+DESIGN_ATTRS = ("key", "point", "branch_points", "budget", "prediction", "forks")   # what a retry keeps of its trial
 MAX_DUPLICATES = 25      # proposals in a row that repeat finished configurations: the space is spent
 
 
@@ -231,13 +231,16 @@ def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root:
             if evals > study.spec.pruner.warmup_evals and trial.should_prune():
                 raise Pruned(f"pruned at step {point.step} ({watched.replace('_', ' ')} {value:.4f})")
 
-    # A branched run keeps its forks under its design's key, so a retry after a killed worker
-    # resumes from the last finished branch; each branch is added to the study as it finishes.
-    run_key = attrs.get("key") or key(chosen)
-    forks = root / "branches" / hashlib.sha256(run_key.encode()).hexdigest()[:16]
+    # A branched run keeps its forks in a folder of its own (named by its design's key, or by
+    # the trial it began as), which its retries keep, so a retry after a killed worker resumes
+    # from the last finished branch; each branch is added to the study as it finishes.
+    if "forks" not in attrs:
+        name = hashlib.sha256(attrs["key"].encode()).hexdigest()[:16] if "key" in attrs else f"trial-{trial.number:04d}"
+        trial.set_user_attr("forks", name)
+    forks = root / "branches" / trial.user_attrs["forks"]
 
     def branch(record: RunRecord) -> None:
-        add_branch(ostudy, study, trial, spec, record, run_key, forks)
+        add_branch(ostudy, study, trial, spec, record, trial.user_attrs["forks"], forks)
 
     try:
         with Heartbeat(ostudy._storage, trial._trial_id, study.spec.heartbeat.interval):
@@ -270,10 +273,13 @@ def add_branch(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, spec
     from workbench.accounting import budget_tokens
     attrs = trial.user_attrs
     data = spec.model_dump(mode="json")         # the separate run this branch stands for: same warmup tokens
-    schedule = data["train"]["schedule"]
+    schedule, budget = data["train"]["schedule"], data["train"]["budget"]
     schedule["warmup"] = schedule["warmup"] * budget_tokens(spec) / record.tokens
-    schedule["branches"], data["train"]["budget"] = None, {"tokens": record.tokens}
-    user = {"origin": "ladder" if attrs.get("origin") == "ladder" else "branch", "branch": index,
+    schedule["branches"] = None
+    budget.update(tokens=record.tokens, flops=None, steps=None, seconds=None)     # its convention stays
+    # A branch is a ladder point only where the ladder designed it so (ladder.branches); a
+    # branched base spec under a plain ladder gives branches outside the ladder's design.
+    user = {"origin": "ladder" if attrs.get("branch_points") else "branch", "branch": index,
             "branch_of": trial.number, "branch_key": run_key, "worker": WORKER_ID, "fields": attrs.get("fields", {}),
             "spec": data, "run_dir": str(forks), "record": record.model_dump(mode="json"), "status": record.status}
     if attrs.get("branch_points"):
@@ -324,7 +330,7 @@ def work(study: StudyFile, url: str, index: int = 0, root: Path | None = None, d
     # Each worker draws its own stream, from the study seed, its index and the trials already
     # stored: a resumed or concurrent worker never replays another's (or its own earlier) draws.
     seed = int(np.random.SeedSequence([s.seed, index, len(ostudy.get_trials(deepcopy=False))]).generate_state(1)[0])
-    ostudy = load_existing(study, url, sampler=SAMPLERS[s.kind].make(seed, grid(study)),
+    ostudy = load_existing(study, url, sampler=SearchView(SAMPLERS[s.kind].make(seed, grid(study))),
                            pruner=GroupedPruner(PRUNERS[study.spec.pruner.kind].make))
     root = root or study_dir(study)
     writable_folder(root / "trials", "trials folder")

@@ -17,6 +17,7 @@ spec and folder resumes from the latest fork: the branches that finished are not
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from workbench.plumbing.files import write_atomic
 from workbench.record import RunRecord
 from workbench.spec import ScheduleSpec
 
-LATEST = "latest.json"
+LATEST, LOCK = "latest.json", ".lock"
 MODEL, OPTIMIZER = "model.safetensors", "optimizer.safetensors"
 
 
@@ -51,7 +52,7 @@ class Branch:
 
 def plan(schedule: ScheduleSpec, total_steps: int) -> list[Branch]:
     """The branches of a run of `total_steps` steps, in order (the last is the run itself)."""
-    out = []
+    out, total_steps = [], max(1, total_steps)
     for i, fraction in enumerate(schedule.branches or []):
         end = total_steps if fraction == 1.0 else max(1, round(fraction * total_steps))
         # The steps whose learning rate is still the constant one, by the same test the schedule
@@ -71,6 +72,21 @@ class Checkpoints:
 
     def __init__(self, folder: Path, digest: str):
         self.folder, self.digest = Path(folder), digest
+        self._lock = None
+
+    def acquire(self) -> None:
+        """Hold the folder for this process until close() (or until it dies: the lock goes with
+        it), so two processes can never train one run's forks at once; a RuntimeError if another
+        holds it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.folder / LOCK, "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise RuntimeError(f"another process is training this branched run (its folder {self.folder} is "
+                               "in use); wait for it, or stop it") from None
 
     def latest(self) -> dict | None:
         """The latest saved fork ({fork: steps, loop: the loop's counters, dir}) of this spec,
@@ -87,8 +103,9 @@ class Checkpoints:
         return saved
 
     def save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             generators: dict[str, torch.Tensor], loop: dict) -> None:
-        """Save the run's state after `step` steps, atomically, and drop older forks."""
+             generators: dict[str, torch.Tensor], loop: dict) -> dict:
+        """Save the run's state after `step` steps, atomically, and drop older forks; returns
+        what was saved (for load)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"fork-{step:08d}"
         final = self.folder / name
@@ -101,11 +118,12 @@ class Checkpoints:
             tensors.update({f"rng.{k}": v for k, v in generators.items()})
             save_file(tensors, str(tmp / OPTIMIZER), metadata={"param_groups": json.dumps(groups)})
             os.replace(tmp, final)
-        write_atomic(self.folder / LATEST, json.dumps({"digest": self.digest, "fork": step, "dir": name,
-                                                       "loop": loop}))
+        saved = {"digest": self.digest, "fork": step, "dir": name, "loop": loop}
+        write_atomic(self.folder / LATEST, json.dumps(saved))
         for old in self.folder.glob("fork-*"):
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
+        return saved
 
     def load(self, saved: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
         """Put the saved fork's weights and optimizer state back; returns its generator states."""
@@ -124,24 +142,30 @@ class Checkpoints:
         return {k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")}
 
     def finished(self) -> dict[int, RunRecord]:
-        """The records of the branches that have finished, by index."""
+        """The records of the branches that have finished, by index, in order."""
         out = {}
         for path in self.folder.glob("branch-*.json"):
             try:
                 out[int(path.stem.removeprefix("branch-"))] = RunRecord.model_validate_json(path.read_text())
             except (OSError, ValueError):
                 continue
-        return out
+        return dict(sorted(out.items()))
 
     def finish(self, index: int, record: RunRecord) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         write_atomic(self.folder / f"branch-{index}.json", record.model_dump_json(indent=2))
 
-    def close(self) -> None:
-        """The run is done: its forks are no longer needed (the branch records stay)."""
-        for old in self.folder.glob("fork-*"):
-            shutil.rmtree(old, ignore_errors=True)
-        (self.folder / LATEST).unlink(missing_ok=True)
+    def close(self, done: bool = True) -> None:
+        """The run is done (its forks are no longer needed; the branch records stay), or with
+        done=False stopped by an error (its forks stay for a resume); either way the folder is
+        let go."""
+        if done:
+            for old in list(self.folder.glob("fork-*")) + list(self.folder.glob(".fork-*")):
+                shutil.rmtree(old, ignore_errors=True)
+            (self.folder / LATEST).unlink(missing_ok=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def clear(self) -> None:
         if not self.folder.is_dir():

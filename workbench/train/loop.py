@@ -139,6 +139,18 @@ class _Run:
         return self.engine.device
 
     def run(self) -> RunRecord:
+        if self.forks is None:
+            return self._run()
+        self.forks.acquire()
+        try:
+            record = self._run()
+        except BaseException:
+            self.forks.close(done=False)     # killed or failed: the forks stay for a resume
+            raise
+        self.forks.close()                   # the run ended: its forks are no longer needed
+        return record
+
+    def _run(self) -> RunRecord:
         spec = self.spec
         try:
             self.phase("pretrain", spec)
@@ -161,8 +173,6 @@ class _Run:
         record = self.record(suite, suite_error, branch=self.branch_record(-1) if self.forks else None)
         if self.run_dir is not None:
             write_record(self.run_dir, record)
-        if self.forks is not None:
-            self.forks.close()            # the run ended: its forks are no longer needed
         return record
 
     def restart_optimizer(self, t: TrainSpec) -> None:
@@ -318,7 +328,8 @@ class _Run:
         saved state back so the run goes on as if the branch had never been."""
         engine, acc, t = self.engine, self.engine.accelerator, spec.train
         model, optimizer = engine.model, engine.optimizer
-        self.forks.save(b.fork, acc.unwrap_model(engine.net), optimizer, generator_states(batches.gen, engine.cuda), loop)
+        saved = self.forks.save(b.fork, acc.unwrap_model(engine.net), optimizer,
+                                generator_states(batches.gen, engine.cuda), loop)
         accum = t.batch_tokens // t.micro_tokens
         status, reason, train_s, last_loss, pending, lr = "completed", None, loop["train_s"], loop["last_loss"], [], t.lr
         model.train()
@@ -370,7 +381,7 @@ class _Run:
         self.forks.finish(b.index, record)
         if self.on_branch:
             self.on_branch(record)
-        restore_generators(self.forks.load(self.forks.latest(), acc.unwrap_model(engine.net), optimizer), batches.gen)
+        restore_generators(self.forks.load(saved, acc.unwrap_model(engine.net), optimizer), batches.gen)
 
     def branch_record(self, index: int) -> BranchRecord:
         """What branch `index` (-1: the last, the run's own end) is among its run's, and its charge."""
