@@ -234,10 +234,10 @@ def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root:
     # A branched run keeps its forks in a folder of its own (named by its design's key, or by
     # the trial it began as), which its retries keep, so a retry after a killed worker resumes
     # from the last finished branch; each branch is added to the study as it finishes.
-    if "forks" not in attrs:
+    if spec.train.schedule.branches and "forks" not in attrs:
         name = hashlib.sha256(attrs["key"].encode()).hexdigest()[:16] if "key" in attrs else f"trial-{trial.number:04d}"
         trial.set_user_attr("forks", name)
-    forks = root / "branches" / trial.user_attrs["forks"]
+    forks = root / "branches" / trial.user_attrs["forks"] if "forks" in trial.user_attrs else None
 
     def branch(record: RunRecord) -> None:
         add_branch(ostudy, study, trial, spec, record, trial.user_attrs["forks"], forks)
