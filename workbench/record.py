@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict
@@ -209,3 +209,49 @@ def read_run_spec(run_dir: Path) -> Spec:
 def append_metrics(run_dir: Path, row: dict) -> None:
     with open(run_dir / METRICS_FILE, "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def records_compute(records: list[dict], convention: str = "6N+attn") -> dict[str, Any]:
+    """The training compute run records (as JSON data) have spent (FLOPs under `convention`),
+    with each branched run charged its shared constant-rate part once and each branch's decay on
+    its own, against what its points would have cost as separate runs."""
+    spent = shared = decays = separate = 0.0
+    runs = points = 0
+    for record in records:
+        if convention not in (record.get("compute") or {}):
+            continue
+        branch = record.get("branch")
+        if branch is None:
+            spent += record["compute"][convention]
+            continue
+        spent += branch["charged_compute"][convention]
+        last = branch["index"] == branch["count"] - 1
+        runs += last
+        if record["status"] != "completed":      # stopped early: what it trained, no point measured
+            if last:
+                shared += branch["charged_compute"][convention]
+            else:
+                decays += branch["charged_compute"][convention]
+            continue
+        per_token = record["flops_per_token"][convention]
+        decays += per_token * branch["decay_tokens"]
+        separate += record["compute"][convention]
+        points += 1
+        if last:
+            shared += per_token * branch["shared_tokens"]
+    out: dict[str, Any] = {"convention": convention, "flops": spent}
+    if runs or points:
+        out["branched"] = {"runs": runs, "points": points, "shared_flops": shared, "decay_flops": decays,
+                           "separate_flops": separate, "saving": separate / (shared + decays) if shared + decays else None}
+    return out
+
+
+def spent_text(c: dict, whose: str = "trials that trained") -> str:
+    """records_compute in words: the FLOPs spent, and what branched runs saved."""
+    line = f"{c['flops']:.3g} FLOPs ({c['convention']}, {whose})"
+    b = c.get("branched")
+    if b:
+        line += (f"; {b['runs']} branched run(s) gave {b['points']} points for {b['shared_flops']:.3g} FLOPs of shared "
+                 f"constant-rate training (charged once) and {b['decay_flops']:.3g} in decays, against "
+                 f"{b['separate_flops']:.3g} as separate runs" + (f": {b['saving']:.2f}x less" if b["saving"] else ""))
+    return line

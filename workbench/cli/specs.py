@@ -121,15 +121,13 @@ def train(spec_file: Path, set_: SetOption = None,
                          f"{c.val_bytes:,} of {c.train_bytes + c.val_bytes:,} bytes ({c.chosen})"))
             if c.replaced_chars:
                 rows.append((f"{label}invalid UTF-8", f"{c.replaced_chars:,} sequences read as U+FFFD"))
-    for b in branches + ([record] if record.branch else []):      # a branched schedule: each branch is a run
-        rows.append((f"branch {b.branch.index + 1}/{b.branch.count} (D = {b.tokens:,})",
-                     (f"val bpb {b.val_bpb:.4f}" if b.val_bpb is not None else b.status)
-                     + f", charged {b.branch.charged_compute['6N+attn']:.3e} FLOPs"))
-    if record.branch:
-        separate = sum(b.compute["6N+attn"] for b in branches) + record.compute["6N+attn"]
-        charged = sum(b.branch.charged_compute["6N+attn"] for b in branches) + record.branch.charged_compute["6N+attn"]
-        rows.append(("branches' compute", f"{charged:.3e} FLOPs, against {separate:.3e} as separate runs "
-                                          f"({separate / charged:.2f}x less)"))
+    if record.branch:                                 # a branched schedule: each branch is a run
+        from workbench.record import records_compute, spent_text
+        for b in branches + [record]:
+            rows.append((f"branch {b.branch.index + 1}/{b.branch.count} (D = {b.tokens:,})",
+                         (f"val bpb {b.val_bpb:.4f}" if b.val_bpb is not None else b.status)
+                         + f", charged {b.branch.charged_compute['6N+attn']:.3e} FLOPs"))
+        rows.append(("compute", spent_text(records_compute([b.model_dump() for b in branches + [record]]), "this run")))
     rows += [("tokens/s", f"{record.tokens_per_s:,.0f}" if record.tokens_per_s else "-"),
              ("MFU", f"{record.mfu:.1%}" if record.mfu else "-"),
              ("wall time", f"{record.wall_s:.1f} s"), ("run folder", str(run_dir))]

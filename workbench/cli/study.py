@@ -91,7 +91,7 @@ def _print_summary(s: dict) -> None:
     for v in s.get("validation", []):
         out.print(validation_text(v), soft_wrap=True)
     if s.get("compute"):
-        from workbench.study.roles import spent_text
+        from workbench.record import spent_text
         out.print("compute: " + spent_text(s["compute"]), soft_wrap=True)
     for f in s["failures"]:
         out.print(f"trial {f['number']} ({f['role']}) {f['status']}: {f['reason']}", soft_wrap=True)

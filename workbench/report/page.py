@@ -25,7 +25,8 @@ from workbench.report.scaling import comparison_section, fit_view, scaling_secti
 from workbench.report.suite import finetune_section, suite_section
 from workbench.scaling.result import FitResult
 from workbench.scaling.runs import ladder_runs
-from workbench.study.roles import compute_spent, spent_text, validation_checks, with_role
+from workbench.record import spent_text
+from workbench.study.roles import compute_spent, validation_checks, with_role
 from workbench.study.schema import StudyFile
 
 TABLE_COLUMNS = [("params.total", "N"), ("compute.6N+attn", "C"), ("tokens", "D"), ("epochs", "epochs"),

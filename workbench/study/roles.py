@@ -8,6 +8,8 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
+from workbench.record import records_compute
+
 ROLES: dict[str, str] = {
     "search": "proposed by the sampler; the searched trials share one budget and are the only ones the "
               "search's objective, best trial, history, importances and pruning read",
@@ -85,47 +87,7 @@ def validation_checks(ostudy: optuna.Study) -> list[dict[str, Any]]:
 
 
 def compute_spent(trials: list[optuna.trial.FrozenTrial], convention: str = "6N+attn") -> dict[str, Any]:
-    """The training compute the study's runs have spent (FLOPs under `convention`), with each
-    branched run charged its shared constant-rate part once and each branch's decay on its own,
-    against what its points would have cost as separate runs."""
-    spent = shared = decays = separate = 0.0
-    runs = points = 0
-    for t in trials:
-        record = t.user_attrs.get("record")
-        if not record or t.user_attrs.get("retried") or convention not in (record.get("compute") or {}):
-            continue
-        branch = record.get("branch")
-        if branch is None:
-            spent += record["compute"][convention]
-            continue
-        spent += branch["charged_compute"][convention]
-        last = branch["index"] == branch["count"] - 1
-        runs += last
-        if record["status"] != "completed":      # stopped early: what it trained, no point measured
-            if last:
-                shared += branch["charged_compute"][convention]
-            else:
-                decays += branch["charged_compute"][convention]
-            continue
-        per_token = record["flops_per_token"][convention]
-        decays += per_token * branch["decay_tokens"]
-        separate += record["compute"][convention]
-        points += 1
-        if last:
-            shared += per_token * branch["shared_tokens"]
-    out: dict[str, Any] = {"convention": convention, "flops": spent}
-    if runs or points:
-        out["branched"] = {"runs": runs, "points": points, "shared_flops": shared, "decay_flops": decays,
-                           "separate_flops": separate, "saving": separate / (shared + decays) if shared + decays else None}
-    return out
-
-
-def spent_text(c: dict) -> str:
-    """compute_spent in words: the FLOPs spent, and what branched runs saved."""
-    line = f"{c['flops']:.3g} FLOPs ({c['convention']}, trials that trained)"
-    b = c.get("branched")
-    if b:
-        line += (f"; {b['runs']} branched run(s) gave {b['points']} points for {b['shared_flops']:.3g} FLOPs of shared "
-                 f"constant-rate training (charged once) and {b['decay_flops']:.3g} in decays, against "
-                 f"{b['separate_flops']:.3g} as separate runs" + (f": {b['saving']:.2f}x less" if b["saving"] else ""))
-    return line
+    """The training compute a study's runs have spent: records_compute over its trials' records
+    (those replaced by a retry left out)."""
+    return records_compute([t.user_attrs["record"] for t in trials
+                            if t.user_attrs.get("record") and not t.user_attrs.get("retried")], convention)

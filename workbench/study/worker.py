@@ -240,7 +240,7 @@ def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root:
     forks = root / "branches" / trial.user_attrs["forks"] if "forks" in trial.user_attrs else None
 
     def branch(record: RunRecord) -> None:
-        add_branch(ostudy, study, trial, spec, record, trial.user_attrs["forks"], forks)
+        add_branch(ostudy, study, trial, spec, record, forks)
 
     try:
         with Heartbeat(ostudy._storage, trial._trial_id, study.spec.heartbeat.interval):
@@ -262,11 +262,11 @@ def run_trial(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, root:
 
 
 def add_branch(ostudy: optuna.Study, study: StudyFile, trial: optuna.Trial, spec, record: RunRecord,
-               run_key: str, forks: Path) -> None:
+               forks: Path) -> None:
     """Store a finished branch of `trial`'s branched run as a trial of its own (a ladder point
     when the run is one; else role `branch`), once: a resumed run hands on again the branches
     that had finished, and those already stored are skipped."""
-    index = record.branch.index
+    index, run_key = record.branch.index, forks.name          # the run's folder names it
     for t in ostudy.get_trials(deepcopy=False):
         if t.user_attrs.get("branch_key") == run_key and t.user_attrs.get("branch") == index:
             return

@@ -169,7 +169,7 @@ class _Run:
             try:
                 suite = self.suite()
             except Exception as e:
-                suite_error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+                suite_error = _error_line(e)
         record = self.record(suite, suite_error, branch=self.branch_record(-1) if self.forks else None)
         if self.run_dir is not None:
             write_record(self.run_dir, record)
@@ -272,8 +272,7 @@ class _Run:
                         break
                 progress_after = (step + 1) / total_steps if total_steps else train_s / t.budget.seconds
                 lr = t.lr * lr_factor(t.schedule, min(1.0, max(progress_after, 1e-3)))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group["lr_scale"]
+                _set_lr(optimizer, lr)
                 step_start = time.perf_counter()
                 pending.append(train_step(model, optimizer, batches, accum, acc, t.grad_clip))
                 step += 1
@@ -335,8 +334,7 @@ class _Run:
         model.train()
         for step in range(b.fork + 1, b.end + 1):
             lr = t.lr * lr_factor(t.schedule, max(step / b.end, 1e-3), warmup=b.warmup)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
+            _set_lr(optimizer, lr)
             start = time.perf_counter()
             pending.append(train_step(model, optimizer, batches, accum, acc, t.grad_clip))
             if engine.cuda and (step % SYNC_EVERY == 0 or step == b.end):
@@ -375,7 +373,7 @@ class _Run:
             try:
                 suite = self.suite(phase)
             except Exception as e:
-                suite_error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+                suite_error = _error_line(e)
         record = self.record(suite, suite_error, branch=self.branch_record(b.index), phases=[phase], curve=curve,
                              status=status, reason=reason, last_loss=last_loss, train_s=train_s)
         self.forks.finish(b.index, record)
@@ -456,6 +454,18 @@ class _Run:
             forgetting_bpb=ft.metrics["pretrain"].bpb - pre.metrics["pretrain"].bpb if ft else None,
             suite=suite, suite_error=suite_error,
             corpus=self.prep.corpora["pretrain"], finetune_corpus=self.prep.corpora.get("finetune"), branch=branch)
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's rate on every parameter group, times the group's parametrisation multiple."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
+
+
+def _error_line(e: Exception) -> str:
+    """An exception as one short line for a record (a failed suite keeps the training)."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
 def _device_name(device: torch.device) -> str:
